@@ -1,0 +1,40 @@
+# `make test` and `make demo` work on a fresh machine: they create .venv and install what they need.
+# torch==2.13.0 is installed first: it is the CPU build on disk here; any other version pulls CUDA.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: test test-fast demo lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[hf,dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+
+demo: $(STAMP)
+	$(BIN)/python examples/make_tiny_model.py demo-out/tiny-synthesizer
+	$(BIN)/instructpt synthesize examples/corpus.jsonl examples/corpus-with-errors.jsonl \
+		-o demo-out/synthesized --engine rules --model demo-out/tiny-synthesizer \
+		--rounds 2 --max-model-len 1024 --max-new-tokens 200 --shard-size 16 --overwrite
+	$(BIN)/python examples/show_output.py demo-out/synthesized
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/synthesize_overhead.py
+	$(BIN)/python benchmarks/synthesize_vs_naive.py
+
+clean:
+	rm -rf demo-out .pytest_cache .ruff_cache

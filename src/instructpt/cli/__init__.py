@@ -1,0 +1,25 @@
+"""The `instructpt` command: `instructpt <verb>` for pipeline stages, `<noun> <verb>` for the rest."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .engines import engines
+from .synthesize import synthesize
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="instructpt")
+def main() -> None:
+    """Instruction Pre-Training: synthesize instruction-response pairs for raw corpora.
+
+    \b
+    Typical run:
+      instructpt synthesize corpus.jsonl -o out/ --rounds 2
+    Rerun the same command after a crash to finish the rest.
+    """
+
+
+main.add_command(synthesize)
+main.add_command(engines)

@@ -1,0 +1,15 @@
+"""Errors that are the user's to fix: the CLI prints them as one line, no traceback."""
+
+
+class UsageError(Exception):
+    """Bad input, a bad option, a missing file or an unloadable model."""
+
+
+class MissingExtraError(UsageError):
+    """An optional dependency is not installed."""
+
+    def __init__(self, what: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{what} needs the '{module}' package: pip install 'instructpt[{extra}]'"
+        )
+        self.extra = extra

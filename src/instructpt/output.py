@@ -1,0 +1,163 @@
+"""The output folder of a synthesis run: shards, manifest, rejects, summary.
+
+Layout:
+    out/manifest.json            settings, their fingerprint, and every completed shard
+    out/data/part-00000.parquet  entries of shard 0 (or .jsonl with --format jsonl)
+    out/rejects/part-00000.jsonl inputs of shard 0 that were not synthesized, with reasons
+    out/rejects.jsonl            all rejects, in input order (written when the run ends)
+    out/summary.json             counts and throughput figures
+
+Every file is written to a temporary name, fsynced and renamed into place, and a
+shard is recorded in the manifest only after its files exist: a kill at any moment
+leaves either a finished shard or one that is recomputed, never a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from .records import Entry, Reject
+
+MANIFEST = "manifest.json"
+SUMMARY = "summary.json"
+REJECTS = "rejects.jsonl"
+DATA_DIR = "data"
+REJECTS_DIR = "rejects"
+OUR_NAMES = (MANIFEST, SUMMARY, REJECTS, DATA_DIR, REJECTS_DIR, ".lock")
+FORMATS = ("parquet", "jsonl")
+
+COLUMNS = (
+    "id", "doc_id", "part", "n_parts", "text", "pairs", "chain_id", "position", "round",
+    "inherits", "n_context", "prompt_tokens", "generated_tokens", "finish_reason",
+    "truncated", "source",
+)  # fmt: skip
+
+
+def entry_to_dict(entry: Entry, keep_generation: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": entry.id,
+        "doc_id": entry.doc_id,
+        "part": entry.part,
+        "n_parts": entry.n_parts,
+        "text": entry.text,
+        "pairs": [{"instruction": p.instruction, "response": p.response} for p in entry.pairs],
+        "chain_id": entry.chain_id,
+        "position": entry.position,
+        "round": entry.round,
+        "inherits": entry.inherits,
+        "n_context": entry.n_context,
+        "prompt_tokens": entry.prompt_tokens,
+        "generated_tokens": entry.generated_tokens,
+        "finish_reason": entry.finish_reason,
+        "truncated": entry.truncated,
+        "source": entry.source,
+    }
+    if keep_generation:
+        row["generation"] = entry.generation
+    return row
+
+
+def arrow_schema(keep_generation: bool) -> Any:
+    import pyarrow as pa
+
+    fields = [
+        ("id", pa.string()), ("doc_id", pa.string()), ("part", pa.int32()),
+        ("n_parts", pa.int32()), ("text", pa.string()),
+        ("pairs", pa.list_(pa.struct([("instruction", pa.string()), ("response", pa.string())]))),
+        ("chain_id", pa.string()), ("position", pa.int32()), ("round", pa.int32()),
+        ("inherits", pa.bool_()), ("n_context", pa.int32()), ("prompt_tokens", pa.int32()),
+        ("generated_tokens", pa.int32()), ("finish_reason", pa.string()),
+        ("truncated", pa.bool_()), ("source", pa.string()),
+    ]  # fmt: skip
+    if keep_generation:
+        fields.append(("generation", pa.string()))
+    return pa.schema(fields)
+
+
+def encode_entries(entries: Sequence[Entry], fmt: str, keep_generation: bool) -> bytes:
+    """The bytes of one data shard; the same entries always give the same bytes."""
+    rows = [entry_to_dict(e, keep_generation) for e in entries]
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(rows, schema=arrow_schema(keep_generation))
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def encode_rejects(rejects: Iterable[Reject]) -> bytes:
+    return "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in rejects).encode()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a crash leaves the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+class OutputDir:
+    """Paths and atomic writes inside one run's output folder."""
+
+    def __init__(self, root: str | Path, fmt: str = "parquet") -> None:
+        self.root = Path(root)
+        self.fmt = fmt
+
+    def shard_file(self, index: int) -> Path:
+        return self.root / DATA_DIR / f"part-{index:05d}.{self.fmt}"
+
+    def shard_rejects_file(self, index: int) -> Path:
+        return self.root / REJECTS_DIR / f"part-{index:05d}.jsonl"
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        path = self.root / MANIFEST
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_json(self.root / MANIFEST, manifest)
+
+    def foreign_files(self) -> list[str]:
+        """Names in the folder that a run of ours did not write."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.name not in OUR_NAMES)
+
+    def clear(self) -> None:
+        """Remove what an earlier run wrote (for --overwrite); other files stay."""
+        import shutil
+
+        for name in OUR_NAMES:
+            path = self.root / name
+            if name == ".lock":
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+    def remove_temp_files(self) -> None:
+        for folder in (self.root, self.root / DATA_DIR, self.root / REJECTS_DIR):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink()

@@ -1,0 +1,359 @@
+"""Running synthesis over a corpus: shards, resumption, progress, figures.
+
+The executor owns everything about *where* work happens; `rounds.synthesize_batch`
+owns *what* happens to a batch. The input stream is cut into shards of K documents
+(a reject belongs to the shard of the documents around it). Each shard runs its M
+rounds, is written atomically and then recorded in manifest.json; a rerun of the
+same command skips recorded shards and computes the rest, so a crash costs at most
+the shard in flight, and the output is byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from . import __version__
+from .corpus import CorpusReader, expand_inputs
+from .engines.base import Engine
+from .errors import UsageError
+from .output import FORMATS, REJECTS, SUMMARY, OutputDir, encode_entries, encode_rejects, write_atomic, write_json
+from .records import Counts, Document, Entry, Reject, content_id
+from .rounds import RoundSettings, synthesize_batch
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class SynthesisConfig:
+    """Everything that decides the output of `instructpt synthesize`."""
+
+    inputs: list[str]
+    output: str
+    model: str
+    engine: str = "auto"
+    tokenizer: str | None = None
+    text_field: str = "text"
+    id_field: str = "id"
+    shard_size: int = 1000
+    limit: int | None = None
+    format: str = "parquet"
+    rounds: RoundSettings = field(default_factory=RoundSettings)
+    max_model_len: int = 4096
+    strict: bool = False
+    overwrite: bool = False
+
+    def fingerprint_settings(self, files: Sequence[Path]) -> dict[str, Any]:
+        """The settings a resumed run must share with the run that started the folder."""
+        return {
+            "inputs": [{"path": str(f), "bytes": f.stat().st_size} for f in files],
+            "text_field": self.text_field,
+            "id_field": self.id_field,
+            "engine": self.engine,
+            "model": self.model,
+            "tokenizer": self.tokenizer,
+            "max_model_len": self.max_model_len,
+            "shard_size": self.shard_size,
+            "limit": self.limit,
+            "format": self.format,
+            **asdict(self.rounds),
+        }
+
+
+def iter_shards(
+    items: Iterable[Document | Reject], shard_size: int, limit: int | None = None
+) -> Iterator[tuple[list[Document], list[Reject]]]:
+    """(documents, rejects) per shard. Rejects after a shard's last document, up to the
+    next document, stay with that shard, so the last shard takes the trailing ones."""
+    docs: list[Document] = []
+    rejects: list[Reject] = []
+    taken = 0
+    for item in items:
+        if isinstance(item, Reject):
+            rejects.append(item)
+            continue
+        if limit is not None and taken >= limit:
+            break
+        if len(docs) == shard_size:
+            yield docs, rejects
+            docs, rejects = [], []
+        docs.append(item)
+        taken += 1
+    if docs or rejects:
+        yield docs, rejects
+
+
+class Progress:
+    """A progress bar with documents/s, raw and generated tokens/s and pairs/document."""
+
+    def __init__(self, enabled: bool | None, total: int | None) -> None:
+        from tqdm import tqdm
+
+        # disable=None: a bar on a terminal, none in logs and pipes.
+        disable = None if enabled is None else not enabled
+        self.bar = tqdm(total=total, unit="doc", disable=disable, dynamic_ncols=True,
+                        file=sys.stderr, smoothing=0.1)
+        self.started = time.monotonic()
+        self.counts = Counts()  # computed in this process (skipped shards excluded)
+
+    def skipped(self, n_docs: int) -> None:
+        self.bar.update(n_docs)
+
+    def computed(self, counts: Counts) -> None:
+        self.counts.update(counts)
+        self.bar.update(counts["documents"])
+        rates = throughput(self.counts, time.monotonic() - self.started)
+        self.bar.set_postfix(
+            raw_tok_s=f"{rates['raw_tokens_per_s']:.0f}",
+            gen_tok_s=f"{rates['generated_tokens_per_s']:.0f}",
+            pairs_doc=f"{_ratio(self.counts['pairs'], self.counts['entries']):.2f}",
+            refresh=False,
+        )
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def throughput(counts: Counts, seconds: float) -> dict[str, float]:
+    s = max(seconds, 1e-9)
+    return {
+        "seconds": round(seconds, 3),
+        "documents_per_s": round(counts["documents"] / s, 3),
+        "raw_tokens_per_s": round(counts["raw_tokens"] / s, 1),
+        "generated_tokens_per_s": round(counts["generated_tokens"] / s, 1),
+    }
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else 0.0
+
+
+def run_synthesis(
+    config: SynthesisConfig,
+    make_engine: Callable[[], Engine],
+    progress: bool | None = None,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+) -> dict[str, Any]:
+    """Synthesize `config.inputs` into `config.output`, resuming what is there.
+
+    `make_engine` is called only if some shard still needs computing. Returns the
+    summary (also written to summary.json).
+    """
+    if config.shard_size < 1:
+        raise UsageError(f"--shard-size must be at least 1, got {config.shard_size}")
+    if config.format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
+    files = expand_inputs(config.inputs)
+    out = OutputDir(config.output, config.format)
+    out.root.mkdir(parents=True, exist_ok=True)
+    with open(out.root / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"another instructpt run is writing to {out.root}") from None
+        return _run_locked(config, files, out, make_engine, progress, log)
+
+
+def _run_locked(
+    config: SynthesisConfig,
+    files: list[Path],
+    out: OutputDir,
+    make_engine: Callable[[], Engine],
+    progress_enabled: bool | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    settings = config.fingerprint_settings(files)
+    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    manifest = out.read_manifest()
+    if config.overwrite:
+        out.clear()
+        manifest = None
+    elif manifest is not None and manifest.get("fingerprint") != fingerprint:
+        raise UsageError(
+            f"{out.root} holds a run with other settings ({_changed(manifest.get('settings', {}), settings)}); "
+            "use another output folder, or --overwrite to start over"
+        )
+    elif manifest is None and out.foreign_files():
+        raise UsageError(
+            f"{out.root} is not empty and holds no instructpt run; choose an empty folder "
+            "(or pass --overwrite to write beside its files)"
+        )
+    out.remove_temp_files()
+    if manifest is None:
+        manifest = {
+            "format_version": MANIFEST_VERSION,
+            "instructpt": __version__,
+            "fingerprint": fingerprint,
+            "settings": settings,
+            "engine": None,
+            "complete": False,
+            "shards": {},
+        }
+        out.write_manifest(manifest)
+    elif manifest.get("complete"):
+        log(f"{out.root}: run already complete, nothing to do")
+        return json.loads((out.root / SUMMARY).read_text())
+
+    done: dict[str, Any] = manifest["shards"]
+    engine: Engine | None = None
+    reader = CorpusReader(files, config.text_field, config.id_field)
+    bar = Progress(progress_enabled, total=config.limit)
+    try:
+        for index, (docs, rejects) in enumerate(iter_shards(reader, config.shard_size, config.limit)):
+            if config.strict and rejects:
+                r = rejects[0]
+                raise UsageError(f"{r.source}: {r.reason} ({r.detail}); without --strict it is skipped")
+            key = str(index)
+            if key in done and out.shard_file(index).is_file():
+                bar.skipped(len(docs))
+                continue
+            if engine is None:
+                engine = make_engine()
+                manifest["engine"] = engine.describe()
+            started = time.monotonic()
+            result = synthesize_batch(docs, engine, config.rounds, chain_prefix=f"{index:05d}-")
+            all_rejects = _in_input_order(rejects, result.rejects)
+            result.counts.add("rejected_inputs", len(rejects))
+            for r in rejects:
+                result.counts.add(f"rejected.{r.reason}")
+            write_atomic(out.shard_file(index), encode_entries(result.entries, config.format,
+                                                               config.rounds.keep_generations))
+            if all_rejects:
+                write_atomic(out.shard_rejects_file(index), encode_rejects(all_rejects))
+            done[key] = {
+                "file": str(out.shard_file(index).relative_to(out.root)),
+                "rejects_file": str(out.shard_rejects_file(index).relative_to(out.root)) if all_rejects else None,
+                "counts": result.counts.to_dict(),
+                "seconds": round(time.monotonic() - started, 3),
+            }
+            out.write_manifest(manifest)  # the shard counts as done from here on
+            bar.computed(result.counts)
+            _write_summary(out, manifest, bar, final=False)
+        n_shards = len(done)
+        _merge_rejects(out, manifest)
+        manifest["complete"] = True
+        manifest["shard_count"] = n_shards
+        out.write_manifest(manifest)
+        summary = _write_summary(out, manifest, bar, final=True)
+    finally:
+        bar.close()
+        if engine is not None:
+            engine.close()
+    if summary["documents"] == 0 and summary["rejected_inputs"]:
+        top = max(summary["rejected_by_reason"].items(), key=lambda kv: kv[1])
+        log(f"warning: no document was usable; most rejects: {top[0]} ({top[1]}), see {out.root / REJECTS}")
+    return summary
+
+
+def _in_input_order(read_rejects: list[Reject], long_rejects: list[Reject]) -> list[Reject]:
+    # Input rejects come first (file order), then documents skipped as too long (also file order).
+    return list(read_rejects) + list(long_rejects)
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
+    diffs = [d if len(d) < 120 else d[:117] + "..." for d in diffs]
+    return "; ".join(diffs) or "format version"
+
+
+def _merge_rejects(out: OutputDir, manifest: dict[str, Any]) -> None:
+    chunks = []
+    for key in sorted(manifest["shards"], key=int):
+        name = manifest["shards"][key]["rejects_file"]
+        if name:
+            chunks.append((out.root / name).read_bytes())
+    write_atomic(out.root / REJECTS, b"".join(chunks))
+
+
+def _write_summary(out: OutputDir, manifest: dict[str, Any], bar: Progress, final: bool) -> dict[str, Any]:
+    total = Counts()
+    for shard in manifest["shards"].values():
+        total.update(shard["counts"])
+    summary = summarize(total)
+    summary["complete"] = final
+    summary["shards"] = len(manifest["shards"])
+    summary["this_run"] = throughput(bar.counts, time.monotonic() - bar.started)
+    summary["this_run"]["documents"] = bar.counts["documents"]
+    write_json(out.root / SUMMARY, summary)
+    return summary
+
+
+def summarize(total: Counts) -> dict[str, Any]:
+    """The figures users read first, from the summed counters."""
+    c = total.values
+    entries = total["entries"]
+    by_prefix = lambda prefix: {k[len(prefix):]: v for k, v in sorted(c.items()) if k.startswith(prefix)}  # noqa: E731
+    return {
+        "documents": total["documents"],
+        "entries": entries,
+        "pairs": total["pairs"],
+        "pairs_per_entry": round(_ratio(total["pairs"], entries), 4),
+        "entries_without_pairs": total["entries_without_pairs"],
+        "entries_inheriting": total["entries_inheriting"],
+        "prompts_with_context": total["prompts_with_context"],
+        "context_over_budget": total["context_over_budget"],
+        "long_docs": {
+            "split": total["long_docs_split"],
+            "parts": total["long_doc_parts"],
+            "truncated": total["long_docs_truncated"],
+            "skipped": total["long_docs_skipped"],
+        },
+        "rejected_inputs": total["rejected_inputs"],
+        "rejected_by_reason": by_prefix("rejected."),
+        "parse_dropped": by_prefix("parse_dropped."),
+        "generations_hit_max_new_tokens": total["generations_hit_max_new_tokens"],
+        "tokens": {
+            "raw": total["raw_tokens"],
+            "prompt": total["prompt_tokens"],
+            "generated": total["generated_tokens"],
+        },
+        "counts": total.to_dict(),
+    }
+
+
+def _as_document(item: Any, index: int) -> Document:
+    if isinstance(item, Document):
+        return item
+    if isinstance(item, str):
+        return Document(content_id(item), item, f"item {index}")
+    if isinstance(item, Mapping):
+        text = item.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError(f"document {index} has no non-empty 'text' string")
+        doc_id = item.get("id")
+        return Document(str(doc_id) if doc_id not in (None, "") else content_id(text), text,
+                        str(item.get("source", f"item {index}")))
+    raise UsageError(f"document {index} is a {type(item).__name__}; pass str, dict or Document")
+
+
+def synthesize(
+    documents: Iterable[str | Mapping[str, Any] | Document],
+    engine: Engine,
+    rounds: int = 2,
+    max_new_tokens: int = 400,
+    long_docs: str = "split",
+    batch_size: int = 1000,
+    keep_generations: bool = False,
+) -> Iterator[Entry]:
+    """Run SPEC §3 on `documents` and yield one `Entry` per document (or part), in order.
+
+    Documents are grouped into batches of `batch_size`; the M rounds chain documents
+    within a batch. Documents too long for the context are split, truncated or
+    skipped (`long_docs`); skipped ones yield nothing.
+    """
+    settings = RoundSettings(rounds, max_new_tokens, long_docs, keep_generations)
+    batch: list[Document] = []
+    n_batch = 0
+    for i, item in enumerate(documents):
+        batch.append(_as_document(item, i))
+        if len(batch) == batch_size:
+            yield from synthesize_batch(batch, engine, settings, f"{n_batch:05d}-").entries
+            batch, n_batch = [], n_batch + 1
+    if batch:
+        yield from synthesize_batch(batch, engine, settings, f"{n_batch:05d}-").entries

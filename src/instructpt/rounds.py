@@ -1,0 +1,256 @@
+"""Multi-round (M-shot) synthesis over one batch of documents (SPEC §3).
+
+The batch's documents are split into M consecutive groups of ceil(N/M); document i
+of group r continues chain i. A prompt carries the chain's earlier examples only if
+the chain's last entry produced pairs *and* the exact token count (the engine's own
+tokenizer, no special tokens added) leaves room for `max_new_tokens`; otherwise the
+document starts fresh. Documents that alone exceed the budget are split at
+paragraph/sentence boundaries, truncated, or skipped, as the caller chooses.
+
+This module knows nothing about files, shards or resumption; it turns a list of
+`Document`s into `Entry`s (in document order) with counted statistics.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .engines.base import Engine, EngineError, Request
+from .errors import UsageError
+from .format import build_prompt, parse_generation, reading_material
+from .records import Counts, Document, Entry, Reject
+from .tokenization import Tokenizer
+
+LONG_DOC_MODES = ("split", "truncate", "skip")
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    rounds: int = 2
+    max_new_tokens: int = 400
+    long_docs: str = "split"
+    keep_generations: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise UsageError(f"--rounds must be at least 1, got {self.rounds}")
+        if self.max_new_tokens < 1:
+            raise UsageError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if self.long_docs not in LONG_DOC_MODES:
+            raise UsageError(f"--long-docs must be one of {', '.join(LONG_DOC_MODES)}")
+
+
+@dataclass
+class BatchResult:
+    entries: list[Entry]  # in document order
+    rejects: list[Reject] = field(default_factory=list)  # documents skipped as too long
+    counts: Counts = field(default_factory=Counts)
+
+
+def prompt_budget(engine: Engine, settings: RoundSettings) -> int:
+    """The most prompt tokens any request may have."""
+    budget = engine.max_model_len - settings.max_new_tokens
+    if budget < 16:
+        raise UsageError(
+            f"--max-model-len {engine.max_model_len} minus --max-new-tokens "
+            f"{settings.max_new_tokens} leaves no room for a document"
+        )
+    return budget
+
+
+def synthesize_batch(
+    docs: Sequence[Document],
+    engine: Engine,
+    settings: RoundSettings,
+    chain_prefix: str = "",
+) -> BatchResult:
+    """Run the M rounds of SPEC §3 over `docs` and return their entries in order."""
+    tokenizer = engine.tokenizer
+    budget = prompt_budget(engine, settings)
+    result = BatchResult(entries=[])
+    counts = result.counts
+    counts.add("documents", len(docs))
+    fitted = fit_documents(docs, tokenizer, budget, settings.long_docs, result)
+    overhead = _tag_overhead(tokenizer)
+    for _, ids in fitted:
+        counts.add("raw_tokens", max(len(ids) - overhead, 0))
+
+    n, m = len(fitted), settings.rounds
+    group = -(-n // m) if n else 0
+    chains: list[list[Entry]] = [[] for _ in range(group)]
+    for r in range(m):
+        members = fitted[r * group : (r + 1) * group]
+        if not members:
+            continue
+        prompts, prompt_ids, contexts = _build_round(members, chains, tokenizer, budget, r, counts)
+        requests = [Request(p, ids, settings.max_new_tokens) for p, ids in zip(prompts, prompt_ids)]
+        for req in requests:  # the invariant every engine relies on
+            if len(req.prompt_ids) + req.max_new_tokens > engine.max_model_len:
+                raise EngineError("internal error: a prompt exceeds the model length budget")
+        completions = engine.generate(requests)
+        if len(completions) != len(requests):
+            raise EngineError(
+                f"engine returned {len(completions)} completions for {len(requests)} requests"
+            )
+        for i, ((doc, _), req, completion, n_ctx) in enumerate(
+            zip(members, requests, completions, contexts)
+        ):
+            parsed = parse_generation(completion.text)
+            for reason, k in parsed.dropped.items():
+                counts.add(f"parse_dropped.{reason}", k)
+            entry = Entry(
+                id=doc.id,
+                doc_id=doc.doc_id,
+                part=doc.part,
+                n_parts=doc.n_parts,
+                text=doc.text,
+                pairs=parsed.pairs,
+                chain_id=f"{chain_prefix}{i}",
+                round=r,
+                inherits=n_ctx > 0 and bool(parsed.pairs),
+                n_context=n_ctx,
+                prompt_tokens=len(req.prompt_ids),
+                generated_tokens=completion.n_tokens,
+                finish_reason=completion.finish_reason,
+                truncated=doc.truncated,
+                source=doc.source,
+                generation=completion.text if settings.keep_generations else None,
+            )
+            chains[i].append(entry)
+            result.entries.append(entry)
+            counts.add("entries")
+            counts.add("pairs", len(parsed.pairs))
+            counts.add("prompt_tokens", entry.prompt_tokens)
+            counts.add("generated_tokens", entry.generated_tokens)
+            if not parsed.pairs:
+                counts.add("entries_without_pairs")
+            if entry.inherits:
+                counts.add("entries_inheriting")
+            if completion.finish_reason == "length":
+                counts.add("generations_hit_max_new_tokens")
+    return result
+
+
+def _build_round(
+    members: list[tuple[Document, list[int]]],
+    chains: list[list[Entry]],
+    tokenizer: Tokenizer,
+    budget: int,
+    r: int,
+    counts: Counts,
+) -> tuple[list[str], list[list[int]], list[int]]:
+    """Prompts (text and exact ids) for one round, and how many context entries each has."""
+    prompts = [reading_material(doc.text) for doc, _ in members]
+    prompt_ids = [ids for _, ids in members]
+    contexts = [0] * len(members)
+    candidates: list[tuple[int, str, int]] = []
+    for i, (doc, _) in enumerate(members):
+        chain = chains[i]
+        if r == 0 or not chain or not chain[-1].pairs:
+            continue
+        start = len(chain) - 1  # walk back while each entry inherits from its predecessor
+        while start > 0 and chain[start].inherits:
+            start -= 1
+        context = [(e.text, e.pairs) for e in chain[start:]]
+        candidates.append((i, build_prompt(doc.text, context), len(context)))
+    encoded = tokenizer.encode_batch([text for _, text, _ in candidates])
+    for (i, text, n_ctx), ids in zip(candidates, encoded):
+        if len(ids) <= budget:
+            prompts[i], prompt_ids[i], contexts[i] = text, ids, n_ctx
+            counts.add("prompts_with_context")
+        else:
+            counts.add("context_over_budget")
+    return prompts, prompt_ids, contexts
+
+
+def _tag_overhead(tokenizer: Tokenizer) -> int:
+    """Tokens the reading-material tags add around a document (for raw-token figures)."""
+    return len(tokenizer.encode(reading_material("")))
+
+
+# Boundaries to cut long documents at, best first.
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_LINE = re.compile(r"\n")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SPACE = re.compile(r"\s+")
+
+
+def fit_documents(
+    docs: Sequence[Document],
+    tokenizer: Tokenizer,
+    budget: int,
+    mode: str,
+    result: BatchResult,
+) -> list[tuple[Document, list[int]]]:
+    """Each document with its reading-material ids, long ones split/truncated/skipped."""
+    encoded = tokenizer.encode_batch([reading_material(d.text) for d in docs])
+    fitted: list[tuple[Document, list[int]]] = []
+    for doc, ids in zip(docs, encoded):
+        if len(ids) <= budget:
+            fitted.append((doc, ids))
+            continue
+        counts = result.counts
+        if mode == "skip":
+            counts.add("long_docs_skipped")
+            result.rejects.append(
+                Reject(doc.source, "too_long", f"{len(ids)} prompt tokens > budget {budget}", doc.id)
+            )
+            continue
+        pieces = split_to_fit(doc.text, tokenizer, budget, first_only=mode == "truncate")
+        piece_ids = tokenizer.encode_batch([reading_material(p) for p in pieces])
+        if mode == "truncate":
+            counts.add("long_docs_truncated")
+            fitted.append((_replace(doc, pieces[0], truncated=True), piece_ids[0]))
+            continue
+        counts.add("long_docs_split")
+        counts.add("long_doc_parts", len(pieces))
+        for k, (piece, p_ids) in enumerate(zip(pieces, piece_ids)):
+            part = Document(
+                f"{doc.id}#{k}", piece, doc.source, doc_id=doc.doc_id, part=k, n_parts=len(pieces)
+            )
+            fitted.append((part, p_ids))
+    return fitted
+
+
+def _replace(doc: Document, text: str, truncated: bool) -> Document:
+    return Document(doc.id, text, doc.source, doc.doc_id, doc.part, doc.n_parts, truncated)
+
+
+def split_to_fit(text: str, tokenizer: Tokenizer, budget: int, first_only: bool = False) -> list[str]:
+    """Cut `text` into pieces whose reading material fits `budget` tokens.
+
+    Each piece is the longest prefix that fits, pulled back to the last paragraph
+    break, else line break, else sentence end, else whitespace in its second half.
+    """
+
+    def fits(piece: str) -> bool:
+        return len(tokenizer.encode(reading_material(piece))) <= budget
+
+    pieces: list[str] = []
+    rest = text.strip()
+    while rest:
+        if fits(rest):
+            pieces.append(rest)
+            break
+        lo, hi = 0, min(len(rest), budget * 64)  # no token spans 64 characters
+        while lo < hi:  # largest prefix length that fits
+            mid = (lo + hi + 1) // 2
+            if fits(rest[:mid]):
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo == 0:
+            raise UsageError(f"the prompt budget of {budget} tokens cannot hold any text")
+        cut = lo
+        for pattern in (_PARAGRAPH, _LINE, _SENTENCE, _SPACE):
+            ends = [m.start() for m in pattern.finditer(rest, lo // 2, lo)]
+            if ends and rest[: ends[-1]].strip() and fits(rest[: ends[-1]]):
+                cut = ends[-1]
+                break
+        pieces.append(rest[:cut].strip())
+        if first_only:
+            break
+        rest = rest[cut:].strip()
+    return [p for p in pieces if p]
