@@ -1,0 +1,111 @@
+"""Engines: the registry, the function adapter, the rules engine and the transformers engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from instructpt.engines import EngineOptions, create_engine, from_function, register_engine
+from instructpt.engines.base import EngineError, Request
+from instructpt.engines.registry import engine_specs, resolve_engine_name
+from instructpt.engines.rules import respond, rule_pairs
+from instructpt.errors import MissingExtraError, UsageError
+from instructpt.format import build_prompt, parse_pairs
+from instructpt.pipeline import synthesize
+
+
+def test_function_adapter_counts_tokens_and_flags_length(tokenizer):
+    engine = from_function(lambda prompts: ["<QUE> q <ANS> a </END>" for _ in prompts], tokenizer)
+    ids = tokenizer.encode(build_prompt("Doc."))
+    (done,) = engine.generate([Request(build_prompt("Doc."), ids, 400)])
+    assert done.n_tokens == len(tokenizer.encode("<QUE> q <ANS> a </END>")) and done.finish_reason == "stop"
+    (short,) = engine.generate([Request(build_prompt("Doc."), ids, 2)])
+    assert short.finish_reason == "length"
+
+
+def test_function_adapter_rejects_wrong_output_count(tokenizer):
+    engine = from_function(lambda prompts: [], tokenizer)
+    with pytest.raises(EngineError, match="returned 0 outputs for 1 prompts"):
+        engine.generate([Request("<s> x", [1], 4)])
+
+
+def test_function_adapter_in_batches(tokenizer):
+    sizes = []
+    engine = from_function(lambda ps: sizes.append(len(ps)) or ["" for _ in ps], tokenizer, batch_size=2)
+    engine.generate([Request("p", [1], 4)] * 5)
+    assert sizes == [2, 2, 1]
+
+
+def test_rules_engine_writes_parseable_pairs_of_every_kind():
+    text = ("The river Elbe flows through Dresden and Hamburg before reaching the sea. "
+            "Its basin covers nearly one hundred fifty thousand square kilometres in total. "
+            "Shipping on the river carried coal, grain and timber for many centuries.")
+    pairs = rule_pairs(text)
+    assert len(pairs) == 3
+    assert "\nOptions:\n- " in pairs[1].instruction
+    assert pairs[2].instruction.endswith("\nLet's think step by step.")
+    assert "\nTherefore, the answer is " in pairs[2].response
+    assert parse_pairs(respond(build_prompt(text))) == pairs
+
+
+def test_registry_plugins_and_auto(tokenizer):
+    register_engine("unit-test-engine", lambda opts: from_function(lambda ps: ps, tokenizer),
+                    description="test")
+    assert "unit-test-engine" in engine_specs()
+    engine = create_engine("unit-test-engine", EngineOptions())
+    assert engine.generate([Request("x", [1], 1)])[0].text == "x"
+    with pytest.raises(UsageError, match="unknown engine 'nope'"):
+        resolve_engine_name("nope")
+    assert resolve_engine_name("auto") == "hf"  # the only auto engine installed in tests
+
+
+def test_missing_extra_names_the_pip_command():
+    register_engine("needs-missing", "x:y", requires=("surely_not_installed_pkg",), extra="fancy")
+    with pytest.raises(MissingExtraError, match=r"pip install 'instructpt\[fancy\]'"):
+        create_engine("needs-missing", EngineOptions())
+
+
+@pytest.fixture(scope="module")
+def hf_engine(tiny_model):
+    return create_engine("hf", EngineOptions(model=str(tiny_model), max_model_len=512))
+
+
+@pytest.mark.slow
+def test_hf_engine_prompts_have_one_bos(hf_engine):
+    ids = hf_engine.tokenizer.encode(build_prompt("A document about kettles."))
+    bos = hf_engine.tokenizer.backend.bos_token_id
+    assert ids[0] == bos and ids.count(bos) == 1
+
+
+@pytest.mark.slow
+def test_hf_batched_generation_equals_one_by_one(hf_engine):
+    texts = ["Short.", "A somewhat longer document about rivers and lakes in the north.",
+             "Middle length document here, about kettles."]
+    requests = [Request(p, hf_engine.tokenizer.encode(p), 12) for p in map(build_prompt, texts)]
+    batched = hf_engine.generate(requests)
+    single = [hf_engine.generate([r])[0] for r in requests]
+    assert batched == single
+    assert all(0 < c.n_tokens <= 12 for c in batched)
+    assert all(c.finish_reason == ("length" if c.n_tokens == 12 else "stop") for c in batched)
+
+
+@pytest.mark.slow
+def test_hf_batches_respect_the_token_budget(hf_engine):
+    requests = [Request("p", [1] * n, 10) for n in (5, 50, 7, 30, 12, 40)]
+    hf_engine.max_batch_tokens = 100
+    try:
+        batches = hf_engine.batches(requests)
+    finally:
+        hf_engine.max_batch_tokens = 16384
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    for batch in batches:
+        widest = max(len(requests[i].prompt_ids) + 10 for i in batch)
+        assert widest * len(batch) <= 100 or len(batch) == 1
+        assert [len(requests[i].prompt_ids) for i in batch] == sorted(len(requests[i].prompt_ids) for i in batch)
+
+
+@pytest.mark.slow
+def test_hf_engine_is_deterministic(hf_engine):
+    docs = [f"Document {i} about the weather in town {i}." for i in range(6)]
+    first = list(synthesize(docs, hf_engine, rounds=2, max_new_tokens=16, keep_generations=True))
+    second = list(synthesize(docs, hf_engine, rounds=2, max_new_tokens=16, keep_generations=True))
+    assert first == second
