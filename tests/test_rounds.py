@@ -144,3 +144,31 @@ def test_parse_stats_are_counted(scripted):
     assert result.counts["parse_dropped.duplicate_instruction"] == 2
     assert result.counts["parse_dropped.unfinished_last_pair"] == 2
     assert parse_pairs(respond("")) == result.entries[0].pairs
+
+
+class PlainEncoder:
+    """A tokenizer with only `encode`: prompts are tokenized whole (no concatenation path)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def encode(self, text, add_special_tokens=False):
+        return self.inner.encode(text)
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_concatenated_prompt_ids_equal_whole_prompt_tokenization(tokenizer, fast_path):
+    from instructpt.tokenization import Tokenizer
+
+    assert tokenizer.splits_at_bos_eos  # the test tokenizer registers <s> and </s> as special
+    tok = tokenizer if fast_path else Tokenizer(PlainEncoder(tokenizer))
+    assert tok.splits_at_bos_eos is fast_path
+    from tests.conftest import ScriptedEngine
+
+    engine = ScriptedEngine(tok, two_pairs)
+    texts = [Document(f"d{i}", f"Line one of {i}.\nLine  two\n\nPara {'é' * i} end ") for i in range(12)]
+    synthesize_batch(texts, engine, RoundSettings(rounds=4))
+    with_context = [r for r in engine.requests if r.prompt.count("<s>") > 1]
+    assert len(with_context) == 9
+    for request in engine.requests:
+        assert request.prompt_ids == tokenizer.encode(request.prompt)

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from .engines.base import Engine, EngineError, Request
 from .errors import UsageError
-from .format import build_prompt, parse_generation, reading_material
+from .format import build_prompt, parse_generation, reading_material, serialize_example
 from .records import Counts, Document, Entry, Reject
 from .tokenization import Tokenizer
 
@@ -80,11 +80,14 @@ def synthesize_batch(
     n, m = len(fitted), settings.rounds
     group = -(-n // m) if n else 0
     chains: list[list[Entry]] = [[] for _ in range(group)]
+    example_ids: dict[int, list[int]] = {}  # id(entry) -> ids of it as a finished example
     for r in range(m):
         members = fitted[r * group : (r + 1) * group]
         if not members:
             continue
-        prompts, prompt_ids, contexts = _build_round(members, chains, tokenizer, budget, r, counts)
+        prompts, prompt_ids, contexts = _build_round(
+            members, chains, example_ids, tokenizer, budget, r, counts
+        )
         requests = [Request(p, ids, settings.max_new_tokens) for p, ids in zip(prompts, prompt_ids)]
         for req in requests:  # the invariant every engine relies on
             if len(req.prompt_ids) + req.max_new_tokens > engine.max_model_len:
@@ -136,29 +139,44 @@ def synthesize_batch(
 def _build_round(
     members: list[tuple[Document, list[int]]],
     chains: list[list[Entry]],
+    example_ids: dict[int, list[int]],
     tokenizer: Tokenizer,
     budget: int,
     r: int,
     counts: Counts,
 ) -> tuple[list[str], list[list[int]], list[int]]:
-    """Prompts (text and exact ids) for one round, and how many context entries each has."""
+    """Prompts (text and exact ids) for one round, and how many context entries each has.
+
+    When the tokenizer cuts text at `<s>`/`</s>` before anything else, a prompt's ids are
+    its finished examples' ids followed by the document's reading-material ids, so each
+    example is tokenized once (cached in `example_ids` by entry) and never the whole
+    prompt; otherwise the whole prompt is tokenized. Both give the same ids.
+    """
     prompts = [reading_material(doc.text) for doc, _ in members]
     prompt_ids = [ids for _, ids in members]
     contexts = [0] * len(members)
-    candidates: list[tuple[int, str, int]] = []
-    for i, (doc, _) in enumerate(members):
+    candidates: list[tuple[int, list[Entry]]] = []
+    for i in range(len(members)):
         chain = chains[i]
         if r == 0 or not chain or not chain[-1].pairs:
             continue
         start = len(chain) - 1  # walk back while each entry inherits from its predecessor
         while start > 0 and chain[start].inherits:
             start -= 1
-        context = [(e.text, e.pairs) for e in chain[start:]]
-        candidates.append((i, build_prompt(doc.text, context), len(context)))
-    encoded = tokenizer.encode_batch([text for _, text, _ in candidates])
-    for (i, text, n_ctx), ids in zip(candidates, encoded):
+        candidates.append((i, chain[start:]))
+    texts = [build_prompt(members[i][0].text, [(e.text, e.pairs) for e in ctx]) for i, ctx in candidates]
+    if tokenizer.splits_at_bos_eos:
+        missing = {id(e): e for _, ctx in candidates for e in ctx if id(e) not in example_ids}
+        fresh = tokenizer.encode_batch([serialize_example(e.text, e.pairs) for e in missing.values()])
+        example_ids.update(zip(missing, fresh))
+        encoded = [
+            [t for e in ctx for t in example_ids[id(e)]] + prompt_ids[i] for i, ctx in candidates
+        ]
+    else:
+        encoded = tokenizer.encode_batch(texts)
+    for (i, ctx), text, ids in zip(candidates, texts, encoded):
         if len(ids) <= budget:
-            prompts[i], prompt_ids[i], contexts[i] = text, ids, n_ctx
+            prompts[i], prompt_ids[i], contexts[i] = text, ids, len(ctx)
             counts.add("prompts_with_context")
         else:
             counts.add("context_over_budget")

@@ -23,6 +23,7 @@ class Tokenizer:
         self.backend = backend
         self.name = name or type(backend).__name__
         self._encode_batch = self._pick_encoder(backend)
+        self.splits_at_bos_eos = _splits_at(backend, ("<s>", "</s>"))
 
     @staticmethod
     def _pick_encoder(backend: Any):
@@ -67,6 +68,28 @@ class Tokenizer:
             return None
         tid = convert(token)
         return tid if isinstance(tid, int) and tid >= 0 else None
+
+
+def _splits_at(backend: Any, tokens: tuple[str, ...]) -> bool:
+    """Whether text is cut at `tokens` before normalization, so that the pieces between
+    them are tokenized independently: then ids(a + "</s>" + "<s>" + b) is ids(a + "</s>")
+    + ids("<s>" + b) exactly, and a prompt's ids are the concatenation of its parts' ids.
+
+    This holds for Hugging Face `tokenizers` (and transformers fast tokenizers built on it)
+    when the tokens are registered as special added tokens that are not normalized.
+    """
+    rust = getattr(backend, "backend_tokenizer", backend)
+    decoder = getattr(rust, "get_added_tokens_decoder", None)
+    if decoder is None:
+        return False
+    try:
+        from tokenizers import Tokenizer as RustTokenizer
+    except ImportError:  # pragma: no cover
+        return False
+    if not isinstance(rust, RustTokenizer):
+        return False
+    special = {t.content for t in decoder().values() if t.special and not t.normalized}
+    return all(t in special for t in tokens)
 
 
 def load_tokenizer(source: Any) -> Tokenizer:
