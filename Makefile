@@ -29,8 +29,11 @@ demo: $(STAMP)
 	$(BIN)/python examples/make_tiny_model.py demo-out/tiny-synthesizer
 	$(BIN)/instructpt synthesize examples/corpus.jsonl examples/corpus-with-errors.jsonl \
 		-o demo-out/synthesized --engine rules --model demo-out/tiny-synthesizer \
-		--rounds 2 --max-model-len 1024 --max-new-tokens 200 --shard-size 16 --overwrite
+		--rounds 2 --shard-size 16 --overwrite
 	$(BIN)/python examples/show_output.py demo-out/synthesized
+	@echo "\n== the same pipeline through the transformers engine (random-weight tiny model, 8 documents)"
+	$(BIN)/instructpt synthesize examples/corpus.jsonl -o demo-out/synthesized-hf --engine hf \
+		--model demo-out/tiny-synthesizer --max-new-tokens 32 --limit 8 --overwrite
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synthesize_overhead.py

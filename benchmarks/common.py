@@ -61,3 +61,41 @@ def realistic_generation() -> str:
         "<QUE> Who will play in the last game of the season? <ANS> The two teams with the most wins, "
         "whose players were named in the final paragraph. </END>"
     )
+
+
+def mistral_v01_tokenizer():
+    """Mistral-7B-v0.1's tokenizer (the synthesizer's), rebuilt offline, or None.
+
+    The `mistral-common` wheel ships the original SentencePiece model
+    (data/tokenizer.model.v1); with `sentencepiece` and `protobuf` installed it is
+    converted to a `tokenizers` BPE with the legacy Llama normalizer, as the Hub's
+    tokenizer.json for that model is. Install with: pip install 'instructpt[bench]'.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("mistral_common")  # locate without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    model_file = Path(list(spec.submodule_search_locations)[0]) / "data" / "tokenizer.model.v1"
+    try:
+        from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+        from transformers.convert_slow_tokenizer import SentencePieceExtractor
+
+        extracted = SentencePieceExtractor(str(model_file)).extract(None)
+    except Exception:  # noqa: BLE001 - any missing piece means "not available"
+        return None
+    tok = Tokenizer(
+        models.BPE(
+            vocab=extracted["vocab"],
+            merges=extracted["merges"],
+            unk_token="<unk>",
+            byte_fallback=True,
+            fuse_unk=True,
+        )
+    )
+    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in ("<unk>", "<s>", "</s>")])
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    return tok

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pytest
 
@@ -51,8 +51,13 @@ class ScriptedEngine(Engine):
 
     name = "scripted"
 
-    def __init__(self, tokenizer: Tokenizer, respond: Callable[[str], str], max_model_len: int = 4096,
-                 fail_after_calls: int | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        respond: Callable[[str], str],
+        max_model_len: int = 4096,
+        fail_after_calls: int | None = None,
+    ) -> None:
         super().__init__(tokenizer, max_model_len)
         self.respond = respond
         self.requests: list[Request] = []

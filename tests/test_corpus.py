@@ -67,12 +67,12 @@ def test_bad_records_are_rejected_with_exact_reasons(tmp_path):
     path.write_bytes(
         b'{"id": "ok", "text": "Fine."}\n'
         b'{"id": "x", "text": "unterminated\n'
-        b'[1, 2]\n'
+        b"[1, 2]\n"
         b'{"id": "n"}\n'
         b'{"id": "num", "text": 42}\n'
         b'{"id": "blank", "text": "   "}\n'
         b'{"id": "bytes", "text": "caf\xe9"}\n'
-        b'\n'
+        b"\n"
         b'{"id": {"a": 1}, "text": "Dict id."}\n'
         b'{"id": "ok", "text": "Same id again."}\n'
         b'{"id": "ok2", "text": "Fine too."}\n'
@@ -80,8 +80,14 @@ def test_bad_records_are_rejected_with_exact_reasons(tmp_path):
     items = list(read_corpus([path]))
     rejects = [(r.source.rsplit(":", 1)[1], r.reason) for r in items if isinstance(r, Reject)]
     assert rejects == [
-        ("2", "invalid_json"), ("3", "not_an_object"), ("4", "missing_text"), ("5", "text_not_string"),
-        ("6", "empty_text"), ("7", "invalid_utf8"), ("9", "bad_id"), ("10", "duplicate_id"),
+        ("2", "invalid_json"),
+        ("3", "not_an_object"),
+        ("4", "missing_text"),
+        ("5", "text_not_string"),
+        ("6", "empty_text"),
+        ("7", "invalid_utf8"),
+        ("9", "bad_id"),
+        ("10", "duplicate_id"),
     ]
     assert docs_of(items) == [("ok", "Fine."), ("ok2", "Fine too.")]
 
@@ -105,8 +111,16 @@ def test_input_errors(tmp_path):
 
 @pytest.mark.parametrize(
     "name, kind",
-    [("a.jsonl", "jsonl"), ("a.json.gz", "jsonl"), ("a.JSONL.zst", "jsonl"), ("a.parquet", "parquet"),
-     ("a.txt", "text"), ("a.md", "text"), ("a.csv", None), ("a.parquet.gz", None)],
+    [
+        ("a.jsonl", "jsonl"),
+        ("a.json.gz", "jsonl"),
+        ("a.JSONL.zst", "jsonl"),
+        ("a.parquet", "parquet"),
+        ("a.txt", "text"),
+        ("a.md", "text"),
+        ("a.csv", None),
+        ("a.parquet.gz", None),
+    ],
 )
 def test_file_kind(name, kind):
     from pathlib import Path

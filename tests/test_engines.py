@@ -36,9 +36,11 @@ def test_function_adapter_in_batches(tokenizer):
 
 
 def test_rules_engine_writes_parseable_pairs_of_every_kind():
-    text = ("The river Elbe flows through Dresden and Hamburg before reaching the sea. "
-            "Its basin covers nearly one hundred fifty thousand square kilometres in total. "
-            "Shipping on the river carried coal, grain and timber for many centuries.")
+    text = (
+        "The river Elbe flows through Dresden and Hamburg before reaching the sea. "
+        "Its basin covers nearly one hundred fifty thousand square kilometres in total. "
+        "Shipping on the river carried coal, grain and timber for many centuries."
+    )
     pairs = rule_pairs(text)
     assert len(pairs) == 3
     assert "\nOptions:\n- " in pairs[1].instruction
@@ -48,8 +50,9 @@ def test_rules_engine_writes_parseable_pairs_of_every_kind():
 
 
 def test_registry_plugins_and_auto(tokenizer):
-    register_engine("unit-test-engine", lambda opts: from_function(lambda ps: ps, tokenizer),
-                    description="test")
+    register_engine(
+        "unit-test-engine", lambda opts: from_function(lambda ps: ps, tokenizer), description="test"
+    )
     assert "unit-test-engine" in engine_specs()
     engine = create_engine("unit-test-engine", EngineOptions())
     assert engine.generate([Request("x", [1], 1)])[0].text == "x"
@@ -78,8 +81,11 @@ def test_hf_engine_prompts_have_one_bos(hf_engine):
 
 @pytest.mark.slow
 def test_hf_batched_generation_equals_one_by_one(hf_engine):
-    texts = ["Short.", "A somewhat longer document about rivers and lakes in the north.",
-             "Middle length document here, about kettles."]
+    texts = [
+        "Short.",
+        "A somewhat longer document about rivers and lakes in the north.",
+        "Middle length document here, about kettles.",
+    ]
     requests = [Request(p, hf_engine.tokenizer.encode(p), 12) for p in map(build_prompt, texts)]
     batched = hf_engine.generate(requests)
     single = [hf_engine.generate([r])[0] for r in requests]
@@ -100,7 +106,9 @@ def test_hf_batches_respect_the_token_budget(hf_engine):
     for batch in batches:
         widest = max(len(requests[i].prompt_ids) + 10 for i in batch)
         assert widest * len(batch) <= 100 or len(batch) == 1
-        assert [len(requests[i].prompt_ids) for i in batch] == sorted(len(requests[i].prompt_ids) for i in batch)
+        assert [len(requests[i].prompt_ids) for i in batch] == sorted(
+            len(requests[i].prompt_ids) for i in batch
+        )
 
 
 @pytest.mark.slow

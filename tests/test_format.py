@@ -95,9 +95,15 @@ def test_parser_never_raises(generation):
     assert len(keys) == len(set(keys))
 
 
-_clean = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="<>"), min_size=1, max_size=30
-).map(str.strip).filter(bool)
+_clean = (
+    st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="<>"),
+        min_size=1,
+        max_size=30,
+    )
+    .map(str.strip)
+    .filter(bool)
+)
 
 
 @given(st.lists(st.tuples(_clean, _clean), max_size=8, unique_by=lambda t: t[0].casefold()))

@@ -24,7 +24,15 @@ def respond(prompt: str) -> str:
 def make_corpus(path, n=23, bad_every=5):
     lines = []
     for i in range(n):
-        lines.append(json.dumps({"id": f"doc{i}", "text": f"Document number {i} describes the rivers and lakes of region {i}{' nopairs' if i % 7 == 3 else ''}."}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": f"doc{i}",
+                    "text": f"Document number {i} describes the rivers and lakes of region {i}"
+                    + (" nopairs." if i % 7 == 3 else "."),
+                }
+            )
+        )
         if i % bad_every == 2:
             lines.append('{"broken json')
     path.write_text("\n".join(lines) + "\n")
@@ -32,8 +40,14 @@ def make_corpus(path, n=23, bad_every=5):
 
 
 def config(tmp_path, out="out", **kw):
-    base = dict(inputs=[str(tmp_path / "corpus.jsonl")], output=str(tmp_path / out), model="test",
-                engine="scripted", shard_size=5, rounds=RoundSettings(rounds=2))
+    base = dict(
+        inputs=[str(tmp_path / "corpus.jsonl")],
+        output=str(tmp_path / out),
+        model="test",
+        engine="scripted",
+        shard_size=5,
+        rounds=RoundSettings(rounds=2),
+    )
     base.update(kw)
     return SynthesisConfig(**base)
 
@@ -49,8 +63,11 @@ def run(cfg, scripted, **engine_kw):
 
 
 def snapshot(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.parent.name in ("data", "rejects") or p.name == "rejects.jsonl"}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.parent.name in ("data", "rejects") or p.name == "rejects.jsonl"
+    }
 
 
 def test_run_writes_shards_manifest_rejects_and_summary(tmp_path, scripted):
@@ -61,7 +78,7 @@ def test_run_writes_shards_manifest_rejects_and_summary(tmp_path, scripted):
     table = pq.read_table(out / "data").to_pylist()
     assert [r["id"] for r in table] == [f"doc{i}" for i in range(23)]
     row = table[0]
-    assert row["pairs"][0]["response"] == "Document number 0 describes the" and row["finish_reason"] == "stop"
+    assert row["pairs"][0]["response"] == "Document number 0 describes th" and row["finish_reason"] == "stop"
     assert {"chain_id", "position", "round", "inherits", "prompt_tokens", "generated_tokens"} <= set(row)
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     assert [r["reason"] for r in rejects] == ["invalid_json"] * 5
@@ -139,8 +156,14 @@ def test_iter_shards_keeps_trailing_rejects_with_last_shard():
 
 def test_python_api_accepts_strings_dicts_and_documents(scripted):
     engine = scripted(respond)
-    entries = list(synthesize(["Plain text.", {"id": "x", "text": "Dict text."}, Document("y", "Doc.")],
-                              engine, rounds=2, batch_size=2))
+    entries = list(
+        synthesize(
+            ["Plain text.", {"id": "x", "text": "Dict text."}, Document("y", "Doc.")],
+            engine,
+            rounds=2,
+            batch_size=2,
+        )
+    )
     assert [e.id for e in entries][1:] == ["x", "y"]
     assert entries[1].round == 1 and entries[2].chain_id == "00001-0"
     with pytest.raises(UsageError, match="no non-empty 'text'"):

@@ -108,12 +108,16 @@ def test_split_long_document_into_parts_that_fit(scripted, tokenizer):
 def test_truncate_and_skip_long_documents(scripted):
     settings = dict(rounds=1, max_new_tokens=60)
     doc = Document("long", long_text(), "src:1")
-    truncated = synthesize_batch([doc], scripted(two_pairs, max_model_len=200),
-                                 RoundSettings(long_docs="truncate", **settings))
+    truncated = synthesize_batch(
+        [doc], scripted(two_pairs, max_model_len=200), RoundSettings(long_docs="truncate", **settings)
+    )
     (entry,) = truncated.entries
     assert entry.truncated and doc.text.startswith(entry.text) and len(entry.text) < len(doc.text)
-    skipped = synthesize_batch([doc, Document("ok", "Fine.")], scripted(two_pairs, max_model_len=200),
-                               RoundSettings(long_docs="skip", **settings))
+    skipped = synthesize_batch(
+        [doc, Document("ok", "Fine.")],
+        scripted(two_pairs, max_model_len=200),
+        RoundSettings(long_docs="skip", **settings),
+    )
     assert [e.id for e in skipped.entries] == ["ok"]
     assert [(r.id, r.reason) for r in skipped.rejects] == [("long", "too_long")]
     assert skipped.counts["long_docs_skipped"] == 1

@@ -14,9 +14,10 @@ import glob
 import gzip
 import io
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any
 
 from .errors import UsageError
 from .records import Document, Reject, content_id
@@ -55,9 +56,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             files.extend(found)
         elif path.is_file():
             if file_kind(path) is None:
-                raise UsageError(
-                    f"{path}: unsupported file type; use .jsonl[.gz|.zst], .parquet or .txt"
-                )
+                raise UsageError(f"{path}: unsupported file type; use .jsonl[.gz|.zst], .parquet or .txt")
             files.append(path)
         elif glob.has_magic(str(item)):
             matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
@@ -122,7 +121,7 @@ class CorpusReader:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield Reject(source, "invalid_json", f"{exc.msg} at column {exc.colno}")
+                    yield Reject(source, "invalid_json", f"{exc.msg} (column {exc.colno})")
                     continue
                 if not isinstance(record, dict):
                     yield Reject(source, "not_an_object", f"a JSON {type(record).__name__}")

@@ -9,7 +9,5 @@ class MissingExtraError(UsageError):
     """An optional dependency is not installed."""
 
     def __init__(self, what: str, extra: str, module: str) -> None:
-        super().__init__(
-            f"{what} needs the '{module}' package: pip install 'instructpt[{extra}]'"
-        )
+        super().__init__(f"{what} needs the '{module}' package: pip install 'instructpt[{extra}]'")
         self.extra = extra

@@ -9,8 +9,8 @@ drops has a counted reason.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 # Literal strings of the format. `BOS`/`EOS` are written as *text*: prompts are
 # tokenized without adding special tokens, so the leading "<s>" is the one BOS.

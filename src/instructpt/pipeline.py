@@ -15,15 +15,25 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from . import __version__
 from .corpus import CorpusReader, expand_inputs
 from .engines.base import Engine
 from .errors import UsageError
-from .output import FORMATS, REJECTS, SUMMARY, OutputDir, encode_entries, encode_rejects, write_atomic, write_json
+from .output import (
+    FORMATS,
+    REJECTS,
+    SUMMARY,
+    OutputDir,
+    encode_entries,
+    encode_rejects,
+    write_atomic,
+    write_json,
+)
 from .records import Counts, Document, Entry, Reject, content_id
 from .rounds import RoundSettings, synthesize_batch
 
@@ -97,8 +107,9 @@ class Progress:
 
         # disable=None: a bar on a terminal, none in logs and pipes.
         disable = None if enabled is None else not enabled
-        self.bar = tqdm(total=total, unit="doc", disable=disable, dynamic_ncols=True,
-                        file=sys.stderr, smoothing=0.1)
+        self.bar = tqdm(
+            total=total, unit="doc", disable=disable, dynamic_ncols=True, file=sys.stderr, smoothing=0.1
+        )
         self.started = time.monotonic()
         self.counts = Counts()  # computed in this process (skipped shards excluded)
 
@@ -176,7 +187,8 @@ def _run_locked(
         manifest = None
     elif manifest is not None and manifest.get("fingerprint") != fingerprint:
         raise UsageError(
-            f"{out.root} holds a run with other settings ({_changed(manifest.get('settings', {}), settings)}); "
+            f"{out.root} holds a run with other settings "
+            f"({_changed(manifest.get('settings', {}), settings)}); "
             "use another output folder, or --overwrite to start over"
         )
     elif manifest is None and out.foreign_files():
@@ -216,19 +228,24 @@ def _run_locked(
             if engine is None:
                 engine = make_engine()
                 manifest["engine"] = engine.describe()
+                bar.started = time.monotonic()  # throughput excludes loading the model
             started = time.monotonic()
             result = synthesize_batch(docs, engine, config.rounds, chain_prefix=f"{index:05d}-")
             all_rejects = _in_input_order(rejects, result.rejects)
             result.counts.add("rejected_inputs", len(rejects))
             for r in rejects:
                 result.counts.add(f"rejected.{r.reason}")
-            write_atomic(out.shard_file(index), encode_entries(result.entries, config.format,
-                                                               config.rounds.keep_generations))
+            write_atomic(
+                out.shard_file(index),
+                encode_entries(result.entries, config.format, config.rounds.keep_generations),
+            )
             if all_rejects:
                 write_atomic(out.shard_rejects_file(index), encode_rejects(all_rejects))
             done[key] = {
                 "file": str(out.shard_file(index).relative_to(out.root)),
-                "rejects_file": str(out.shard_rejects_file(index).relative_to(out.root)) if all_rejects else None,
+                "rejects_file": str(out.shard_rejects_file(index).relative_to(out.root))
+                if all_rejects
+                else None,
                 "counts": result.counts.to_dict(),
                 "seconds": round(time.monotonic() - started, 3),
             }
@@ -288,7 +305,7 @@ def summarize(total: Counts) -> dict[str, Any]:
     """The figures users read first, from the summed counters."""
     c = total.values
     entries = total["entries"]
-    by_prefix = lambda prefix: {k[len(prefix):]: v for k, v in sorted(c.items()) if k.startswith(prefix)}  # noqa: E731
+    by_prefix = lambda prefix: {k[len(prefix) :]: v for k, v in sorted(c.items()) if k.startswith(prefix)}  # noqa: E731
     return {
         "documents": total["documents"],
         "entries": entries,
@@ -327,8 +344,11 @@ def _as_document(item: Any, index: int) -> Document:
         if not isinstance(text, str) or not text.strip():
             raise UsageError(f"document {index} has no non-empty 'text' string")
         doc_id = item.get("id")
-        return Document(str(doc_id) if doc_id not in (None, "") else content_id(text), text,
-                        str(item.get("source", f"item {index}")))
+        return Document(
+            str(doc_id) if doc_id not in (None, "") else content_id(text),
+            text,
+            str(item.get("source", f"item {index}")),
+        )
     raise UsageError(f"document {index} is a {type(item).__name__}; pass str, dict or Document")
 
 

@@ -86,7 +86,7 @@ class Counts:
     def add(self, key: str, n: int = 1) -> None:
         self.values[key] = self.values.get(key, 0) + n
 
-    def update(self, other: "Counts | dict[str, int]") -> None:
+    def update(self, other: Counts | dict[str, int]) -> None:
         items = other.values if isinstance(other, Counts) else other
         for key, n in items.items():
             self.add(key, n)

@@ -14,8 +14,8 @@ This module knows nothing about files, shards or resumption; it turns a list of
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from .engines.base import Engine, EngineError, Request
 from .errors import UsageError
@@ -94,12 +94,8 @@ def synthesize_batch(
                 raise EngineError("internal error: a prompt exceeds the model length budget")
         completions = engine.generate(requests)
         if len(completions) != len(requests):
-            raise EngineError(
-                f"engine returned {len(completions)} completions for {len(requests)} requests"
-            )
-        for i, ((doc, _), req, completion, n_ctx) in enumerate(
-            zip(members, requests, completions, contexts)
-        ):
+            raise EngineError(f"engine returned {len(completions)} completions for {len(requests)} requests")
+        for i, ((doc, _), req, completion, n_ctx) in enumerate(zip(members, requests, completions, contexts)):
             parsed = parse_generation(completion.text)
             for reason, k in parsed.dropped.items():
                 counts.add(f"parse_dropped.{reason}", k)
@@ -169,9 +165,7 @@ def _build_round(
         missing = {id(e): e for _, ctx in candidates for e in ctx if id(e) not in example_ids}
         fresh = tokenizer.encode_batch([serialize_example(e.text, e.pairs) for e in missing.values()])
         example_ids.update(zip(missing, fresh))
-        encoded = [
-            [t for e in ctx for t in example_ids[id(e)]] + prompt_ids[i] for i, ctx in candidates
-        ]
+        encoded = [[t for e in ctx for t in example_ids[id(e)]] + prompt_ids[i] for i, ctx in candidates]
     else:
         encoded = tokenizer.encode_batch(texts)
     for (i, ctx), text, ids in zip(candidates, texts, encoded):

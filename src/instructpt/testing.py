@@ -8,11 +8,11 @@ saves it next to a random-weight `MistralForCausalLM`, loadable with
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
-from .format import build_prompt, serialize_pairs
 from .format import Pair as _Pair
+from .format import build_prompt, serialize_pairs
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
 

@@ -10,8 +10,9 @@ adds special tokens: the prompt text already starts with the literal BOS `<s>`
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import UsageError
 
@@ -32,16 +33,19 @@ class Tokenizer:
         except ImportError:  # pragma: no cover - tokenizers is a core dependency
             RustTokenizer = None  # type: ignore[assignment,misc]
         if RustTokenizer is not None and isinstance(backend, RustTokenizer):
+
             def encode_rust(texts: Sequence[str]) -> list[list[int]]:
                 return [e.ids for e in backend.encode_batch(list(texts), add_special_tokens=False)]
 
             return encode_rust
         if callable(backend) and hasattr(backend, "batch_decode"):  # transformers tokenizer
+
             def encode_hf(texts: Sequence[str]) -> list[list[int]]:
                 return backend(list(texts), add_special_tokens=False)["input_ids"]
 
             return encode_hf
         if hasattr(backend, "encode"):
+
             def encode_plain(texts: Sequence[str]) -> list[list[int]]:
                 return [list(backend.encode(t, add_special_tokens=False)) for t in texts]
 

@@ -21,13 +21,15 @@ def list_engines(as_json: bool) -> None:
     rows = []
     for spec in engine_specs().values():
         missing = spec.missing()
-        rows.append({
-            "name": spec.name,
-            "installed": not missing,
-            "install": f"pip install 'instructpt[{spec.extra}]'" if missing and spec.extra else "",
-            "auto_priority": spec.auto_priority,
-            "description": spec.description,
-        })
+        rows.append(
+            {
+                "name": spec.name,
+                "installed": not missing,
+                "install": f"pip install 'instructpt[{spec.extra}]'" if missing and spec.extra else "",
+                "auto_priority": spec.auto_priority,
+                "description": spec.description,
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -16,49 +16,125 @@ from .common import user_errors
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
-              help="Output folder (created). Rerunning into it resumes an interrupted run.")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True,
-              help="Synthesizer: Hub id or local folder (a tokenizer folder for --engine rules).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder (created). Rerunning into it resumes an interrupted run.",
+)
+@click.option(
+    "--model",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="Synthesizer: Hub id or local folder (a tokenizer folder for --engine rules).",
+)
 @click.option("--tokenizer", default=None, help="Tokenizer for length budgets [default: the model's].")
-@click.option("--engine", default="auto", show_default=True,
-              help="Inference backend: auto (best installed), hf, rules, or a plug-in; "
-                   "see `instructpt engines list`.")
-@click.option("--rounds", default=2, show_default=True, type=int,
-              help="M: documents per chain. 2 for pre-training from scratch, 3 for domain adaptation.")
-@click.option("--max-model-len", default=4096, show_default=True, type=int,
-              help="Context window: prompt + generated tokens never exceed it.")
-@click.option("--max-new-tokens", default=400, show_default=True, type=int,
-              help="Most tokens generated per document (greedy decoding).")
-@click.option("--shard-size", default=1000, show_default=True, type=int,
-              help="K: documents per shard, the unit of chaining, writing and resumption.")
+@click.option(
+    "--engine",
+    default="auto",
+    show_default=True,
+    help="Inference backend: auto (best installed), hf, rules, or a plug-in; see `instructpt engines list`.",
+)
+@click.option(
+    "--rounds",
+    default=2,
+    show_default=True,
+    type=int,
+    help="M: documents per chain. 2 for pre-training from scratch, 3 for domain adaptation.",
+)
+@click.option(
+    "--max-model-len",
+    default=4096,
+    show_default=True,
+    type=int,
+    help="Context window: prompt + generated tokens never exceed it.",
+)
+@click.option(
+    "--max-new-tokens",
+    default=400,
+    show_default=True,
+    type=int,
+    help="Most tokens generated per document (greedy decoding).",
+)
+@click.option(
+    "--shard-size",
+    default=1000,
+    show_default=True,
+    type=int,
+    help="K: documents per shard, the unit of chaining, writing and resumption.",
+)
 @click.option("--text-field", default="text", show_default=True, help="JSONL/Parquet field with the text.")
-@click.option("--id-field", default="id", show_default=True,
-              help="Field with the document id; missing ids become a hash of the text.")
-@click.option("--long-docs", type=click.Choice(LONG_DOC_MODES), default="split", show_default=True,
-              help="Documents too long for the context: split at paragraph/sentence boundaries, "
-                   "truncate, or skip (written to rejects.jsonl).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="parquet", show_default=True,
-              help="Format of the data shards.")
+@click.option(
+    "--id-field",
+    default="id",
+    show_default=True,
+    help="Field with the document id; missing ids become a hash of the text.",
+)
+@click.option(
+    "--long-docs",
+    type=click.Choice(LONG_DOC_MODES),
+    default="split",
+    show_default=True,
+    help="Documents too long for the context: split at paragraph/sentence boundaries, "
+    "truncate, or skip (written to rejects.jsonl).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="parquet",
+    show_default=True,
+    help="Format of the data shards.",
+)
 @click.option("--keep-generations", is_flag=True, help="Also store each raw generation.")
 @click.option("--limit", type=int, default=None, help="Stop after this many documents.")
 @click.option("--strict", is_flag=True, help="Fail on the first bad input record instead of skipping it.")
 @click.option("--overwrite", is_flag=True, help="Discard an earlier run in the output folder.")
-@click.option("--dtype", default="auto", show_default=True,
-              help="hf engine weights: auto (bf16/fp16 on GPU, fp32 on CPU), bf16, fp16, fp32.")
-@click.option("--device", default="auto", show_default=True, help="hf engine device: auto, cpu, cuda, cuda:1...")
-@click.option("--max-batch-tokens", type=int, default=None,
-              help="hf engine: most prompt+generated tokens per batch [default: 65536 GPU, 16384 CPU].")
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    help="hf engine weights: auto (bf16/fp16 on GPU, fp32 on CPU), bf16, fp16, fp32.",
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="hf engine device: auto, cpu, cuda, cuda:1..."
+)
+@click.option(
+    "--max-batch-tokens",
+    type=int,
+    default=None,
+    help="hf engine: most prompt+generated tokens per batch [default: 65536 GPU, 16384 CPU].",
+)
 @click.option("--trust-remote-code", is_flag=True, help="Allow custom model code from the model folder.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout when done.")
 @user_errors
-def synthesize(inputs: tuple[str, ...], output: str, model: str, tokenizer: str | None, engine: str,
-               rounds: int, max_model_len: int, max_new_tokens: int, shard_size: int,
-               text_field: str, id_field: str, long_docs: str, fmt: str, keep_generations: bool,
-               limit: int | None, strict: bool, overwrite: bool, dtype: str, device: str,
-               max_batch_tokens: int | None, trust_remote_code: bool, progress: bool | None,
-               as_json: bool) -> None:
+def synthesize(
+    inputs: tuple[str, ...],
+    output: str,
+    model: str,
+    tokenizer: str | None,
+    engine: str,
+    rounds: int,
+    max_model_len: int,
+    max_new_tokens: int,
+    shard_size: int,
+    text_field: str,
+    id_field: str,
+    long_docs: str,
+    fmt: str,
+    keep_generations: bool,
+    limit: int | None,
+    strict: bool,
+    overwrite: bool,
+    dtype: str,
+    device: str,
+    max_batch_tokens: int | None,
+    trust_remote_code: bool,
+    progress: bool | None,
+    as_json: bool,
+) -> None:
     """Write instruction-response pairs for every document of INPUT... (SPEC §2-§3).
 
     INPUT is a .jsonl (also .gz/.zst), .parquet or .txt file, a folder of them, or a
@@ -72,14 +148,30 @@ def synthesize(inputs: tuple[str, ...], output: str, model: str, tokenizer: str 
     if missing := spec.missing():
         raise MissingExtraError(f"the {engine_name} engine", spec.extra or engine_name, missing[0])
     config = SynthesisConfig(
-        inputs=list(inputs), output=output, model=model, engine=engine_name, tokenizer=tokenizer,
-        text_field=text_field, id_field=id_field, shard_size=shard_size, limit=limit, format=fmt,
+        inputs=list(inputs),
+        output=output,
+        model=model,
+        engine=engine_name,
+        tokenizer=tokenizer,
+        text_field=text_field,
+        id_field=id_field,
+        shard_size=shard_size,
+        limit=limit,
+        format=fmt,
         rounds=RoundSettings(rounds, max_new_tokens, long_docs, keep_generations),
-        max_model_len=max_model_len, strict=strict, overwrite=overwrite,
+        max_model_len=max_model_len,
+        strict=strict,
+        overwrite=overwrite,
     )
-    options = EngineOptions(model=model, tokenizer=tokenizer, max_model_len=max_model_len,
-                            dtype=dtype, device=device, max_batch_tokens=max_batch_tokens,
-                            trust_remote_code=trust_remote_code)
+    options = EngineOptions(
+        model=model,
+        tokenizer=tokenizer,
+        max_model_len=max_model_len,
+        dtype=dtype,
+        device=device,
+        max_batch_tokens=max_batch_tokens,
+        trust_remote_code=trust_remote_code,
+    )
     summary = run_synthesis(config, lambda: create_engine(engine_name, options), progress=progress)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

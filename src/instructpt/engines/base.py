@@ -10,8 +10,9 @@ engine.max_model_len`; the engine only generates. Write your own by subclassing
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from ..tokenization import Tokenizer
 
@@ -50,7 +51,7 @@ class Engine(ABC):
     def close(self) -> None:
         """Release model memory; the engine is not used afterwards."""
 
-    def __enter__(self) -> "Engine":
+    def __enter__(self) -> Engine:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,7 +8,8 @@ path) gives the exact length budgets; it should be the one `fn`'s model uses.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..tokenization import Tokenizer, load_tokenizer
 from .base import Completion, Engine, EngineError, Request
@@ -55,9 +56,7 @@ class FunctionEngine(Engine):
                 reason = "length" if n >= request.max_new_tokens else "stop"
                 done.append(Completion(result, n, reason))
             else:
-                raise EngineError(
-                    f"the engine function returned {type(result).__name__}, expected str"
-                )
+                raise EngineError(f"the engine function returned {type(result).__name__}, expected str")
         return done
 
     def describe(self) -> dict[str, Any]:

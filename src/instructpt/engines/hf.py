@@ -9,7 +9,8 @@ on GPU, fp32 on CPU. Generation stops at EOS.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import UsageError
 from ..tokenization import Tokenizer, _first_line
@@ -36,8 +37,9 @@ class HFEngine(Engine):
     ) -> None:
         import torch
 
-        super().__init__(tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(tokenizer),
-                         max_model_len)
+        super().__init__(
+            tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer(tokenizer), max_model_len
+        )
         self.torch = torch
         self.model = model.eval()
         self.device = next(model.parameters()).device
@@ -52,7 +54,7 @@ class HFEngine(Engine):
         self.pad_id = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
 
     @classmethod
-    def from_options(cls, options: EngineOptions) -> "HFEngine":
+    def from_options(cls, options: EngineOptions) -> HFEngine:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -151,8 +153,14 @@ class HFEngine(Engine):
 def _pick_dtype(torch: Any, dtype: str, device: str) -> Any:
     if dtype != "auto":
         try:
-            return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-                    "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[dtype]
+            return {
+                "bf16": torch.bfloat16,
+                "bfloat16": torch.bfloat16,
+                "fp16": torch.float16,
+                "float16": torch.float16,
+                "fp32": torch.float32,
+                "float32": torch.float32,
+            }[dtype]
         except KeyError:
             raise UsageError(f"unknown --dtype {dtype!r}; use auto, bf16, fp16 or fp32") from None
     if device.startswith("cuda"):

@@ -69,7 +69,7 @@ class RulesEngine(FunctionEngine):
         super().__init__(lambda prompts: [respond(p) for p in prompts], tokenizer, max_model_len)
 
     @classmethod
-    def from_options(cls, options: Any) -> "RulesEngine":
+    def from_options(cls, options: Any) -> RulesEngine:
         return cls(load_tokenizer_for(options), options.max_model_len)
 
     def describe(self) -> dict[str, Any]:
