@@ -130,3 +130,14 @@ def test_file_kind(name, kind):
 
 def test_content_ids_are_stable():
     assert content_id("hello") == "aaf4c61ddcc5e8a2"
+
+
+def test_estimate_records(tmp_path):
+    from instructpt.corpus import estimate_records
+
+    write_jsonl(tmp_path / "a.jsonl", GOOD)
+    pq.write_table(pa.table({"text": ["x", "y"]}), tmp_path / "b.parquet")
+    (tmp_path / "c.txt").write_text("t")
+    assert estimate_records(expand_inputs([tmp_path])) == 3 + 2 + 1
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(b"{}\n"))
+    assert estimate_records(expand_inputs([tmp_path])) is None

@@ -201,3 +201,24 @@ def read_corpus(
 ) -> Iterator[Document | Reject]:
     """Documents and rejects from paths, folders or globs (see `CorpusReader`)."""
     return iter(CorpusReader(expand_inputs(inputs), text_field, id_field))
+
+
+def estimate_records(files: Sequence[Path]) -> int | None:
+    """Records in `files` for a progress bar's total (bad lines included), or None when a
+    compressed file would have to be decompressed to know. Costs one fast read of the
+    plain JSONL files (newline count) and the Parquet footers."""
+    total = 0
+    for path in files:
+        kind = file_kind(path)
+        if kind == "text":
+            total += 1
+        elif kind == "parquet":
+            import pyarrow.parquet as pq
+
+            total += pq.ParquetFile(path).metadata.num_rows
+        elif path.name.lower().endswith(COMPRESSED_SUFFIXES):
+            return None
+        else:
+            with open(path, "rb") as handle:
+                total += sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 24), b""))
+    return total

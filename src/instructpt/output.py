@@ -30,12 +30,6 @@ REJECTS_DIR = "rejects"
 OUR_NAMES = (MANIFEST, SUMMARY, REJECTS, DATA_DIR, REJECTS_DIR, ".lock")
 FORMATS = ("parquet", "jsonl")
 
-COLUMNS = (
-    "id", "doc_id", "part", "n_parts", "text", "pairs", "chain_id", "position", "round",
-    "inherits", "n_context", "prompt_tokens", "generated_tokens", "finish_reason",
-    "truncated", "source",
-)  # fmt: skip
-
 
 def entry_to_dict(entry: Entry, keep_generation: bool) -> dict[str, Any]:
     row: dict[str, Any] = {

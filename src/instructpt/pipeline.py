@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .corpus import CorpusReader, expand_inputs
+from .corpus import CorpusReader, estimate_records, expand_inputs
 from .engines.base import Engine
 from .errors import UsageError
 from .output import (
@@ -108,7 +108,12 @@ class Progress:
         # disable=None: a bar on a terminal, none in logs and pipes.
         disable = None if enabled is None else not enabled
         self.bar = tqdm(
-            total=total, unit="doc", disable=disable, dynamic_ncols=True, file=sys.stderr, smoothing=0.1
+            total=total,
+            unit="doc",
+            disable=disable,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} docs [{elapsed}<{remaining}]{postfix}",
         )
         self.started = time.monotonic()
         self.counts = Counts()  # computed in this process (skipped shards excluded)
@@ -120,10 +125,10 @@ class Progress:
         self.counts.update(counts)
         self.bar.update(counts["documents"])
         rates = throughput(self.counts, time.monotonic() - self.started)
-        self.bar.set_postfix(
-            raw_tok_s=f"{rates['raw_tokens_per_s']:.0f}",
-            gen_tok_s=f"{rates['generated_tokens_per_s']:.0f}",
-            pairs_doc=f"{_ratio(self.counts['pairs'], self.counts['entries']):.2f}",
+        self.bar.set_postfix_str(
+            f"{rates['documents_per_s']:.1f} doc/s, {rates['raw_tokens_per_s']:,.0f} raw tok/s, "
+            f"{rates['generated_tokens_per_s']:,.0f} gen tok/s, "
+            f"{_ratio(self.counts['pairs'], self.counts['entries']):.2f} pairs/doc",
             refresh=False,
         )
 
@@ -215,7 +220,10 @@ def _run_locked(
     done: dict[str, Any] = manifest["shards"]
     engine: Engine | None = None
     reader = CorpusReader(files, config.text_field, config.id_field)
-    bar = Progress(progress_enabled, total=config.limit)
+    total = estimate_records(files) if progress_enabled is not False else None
+    if config.limit is not None:
+        total = config.limit if total is None else min(total, config.limit)
+    bar = Progress(progress_enabled, total=total)
     try:
         for index, (docs, rejects) in enumerate(iter_shards(reader, config.shard_size, config.limit)):
             if config.strict and rejects:
@@ -231,7 +239,7 @@ def _run_locked(
                 bar.started = time.monotonic()  # throughput excludes loading the model
             started = time.monotonic()
             result = synthesize_batch(docs, engine, config.rounds, chain_prefix=f"{index:05d}-")
-            all_rejects = _in_input_order(rejects, result.rejects)
+            all_rejects = rejects + result.rejects  # unreadable inputs, then documents skipped as too long
             result.counts.add("rejected_inputs", len(rejects))
             for r in rejects:
                 result.counts.add(f"rejected.{r.reason}")
@@ -266,11 +274,6 @@ def _run_locked(
         top = max(summary["rejected_by_reason"].items(), key=lambda kv: kv[1])
         log(f"warning: no document was usable; most rejects: {top[0]} ({top[1]}), see {out.root / REJECTS}")
     return summary
-
-
-def _in_input_order(read_rejects: list[Reject], long_rejects: list[Reject]) -> list[Reject]:
-    # Input rejects come first (file order), then documents skipped as too long (also file order).
-    return list(read_rejects) + list(long_rejects)
 
 
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
