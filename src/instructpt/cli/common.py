@@ -20,7 +20,14 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except UsageError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
-            click.echo("interrupted: rerun the same command to resume", err=True)
+            click.echo("interrupted: finished shards are kept; rerun the same command to resume", err=True)
             sys.exit(130)
+        except Exception:
+            click.echo(
+                "instructpt stopped on an error (traceback below); finished shards are kept, "
+                "rerun the same command to resume",
+                err=True,
+            )
+            raise
 
     return wrapper
