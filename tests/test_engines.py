@@ -117,3 +117,27 @@ def test_hf_engine_is_deterministic(hf_engine):
     first = list(synthesize(docs, hf_engine, rounds=2, max_new_tokens=16, keep_generations=True))
     second = list(synthesize(docs, hf_engine, rounds=2, max_new_tokens=16, keep_generations=True))
     assert first == second
+
+
+@pytest.mark.slow
+def test_prompt_ids_match_the_transformers_tokenizer(hf_engine):
+    from instructpt.format import CON_CLOSE, CON_OPEN, Pair, serialize_pairs
+
+    tok = hf_engine.tokenizer
+    assert tok.splits_at_bos_eos  # the fast path (concatenated ids) is the one under test
+    seen = []
+
+    def respond(prompts):
+        seen.extend(prompts)
+        docs = [p[p.rfind(CON_OPEN) + 5 : p.rfind(CON_CLOSE)].strip() for p in prompts]
+        return [serialize_pairs([Pair(f"What about {d[:12]}?", d[-8:])]) for d in docs]
+
+    engine = from_function(respond, tok)
+    requests = []
+    original = engine.generate
+    engine.generate = lambda reqs: requests.extend(reqs) or original(reqs)
+    docs = [f"Doc {i}: rivers\nand lakes.\n\nMore  text, é {i}." for i in range(9)]
+    list(synthesize(docs, engine, rounds=3))
+    assert sum(r.prompt.count("<s>") > 1 for r in requests) == 6
+    for r in requests:
+        assert r.prompt_ids == tok.backend(r.prompt, add_special_tokens=False)["input_ids"]

@@ -11,3 +11,9 @@ class MissingExtraError(UsageError):
     def __init__(self, what: str, extra: str, module: str) -> None:
         super().__init__(f"{what} needs the '{module}' package: pip install 'instructpt[{extra}]'")
         self.extra = extra
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for one-line user errors."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

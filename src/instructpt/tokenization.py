@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 
 class Tokenizer:
@@ -125,10 +125,5 @@ def load_tokenizer(source: Any) -> Tokenizer:
     try:
         backend = AutoTokenizer.from_pretrained(str(source))
     except Exception as exc:  # noqa: BLE001 - any load failure is a user-facing error
-        raise UsageError(f"cannot load the tokenizer {source!s}: {_first_line(exc)}") from None
+        raise UsageError(f"cannot load the tokenizer {source!s}: {first_line(exc)}") from None
     return Tokenizer(backend, name=str(source))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

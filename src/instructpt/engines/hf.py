@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import UsageError
-from ..tokenization import Tokenizer, _first_line
+from ..errors import UsageError, first_line
+from ..tokenization import Tokenizer
 from .base import Completion, Engine, Request
 from .registry import EngineOptions
 
@@ -70,7 +70,7 @@ class HFEngine(Engine):
                 options.model, dtype=dtype, trust_remote_code=options.trust_remote_code
             )
         except Exception as exc:  # noqa: BLE001 - any load failure is the user's to fix
-            raise UsageError(f"cannot load the model {options.model}: {_first_line(exc)}") from None
+            raise UsageError(f"cannot load the model {options.model}: {first_line(exc)}") from None
         model.to(device)
         tok = Tokenizer(tokenizer, name=options.tokenizer or options.model)
         return cls(model, tok, options.max_model_len, options.max_batch_tokens, options.model)
