@@ -14,12 +14,13 @@ from .format import Pair, build_prompt, parse_generation, parse_pairs, serialize
 from .pipeline import SynthesisConfig, run_synthesis, synthesize  # noqa: E402
 from .records import Document, Entry, Reject  # noqa: E402
 from .rounds import RoundSettings, synthesize_batch  # noqa: E402
+from .templify import AugmentedText, templify  # noqa: E402
 from .tokenization import Tokenizer, load_tokenizer  # noqa: E402
 
 __all__ = [
-    "Completion", "Document", "Engine", "EngineOptions", "Entry", "FunctionEngine", "Pair",
+    "AugmentedText", "Completion", "Document", "Engine", "EngineOptions", "Entry", "FunctionEngine", "Pair",
     "Reject", "Request", "RoundSettings", "SynthesisConfig", "Tokenizer", "UsageError",
     "build_prompt", "create_engine", "from_function", "load_tokenizer", "parse_generation",
     "parse_pairs", "register_engine", "run_synthesis", "serialize_example", "synthesize",
-    "synthesize_batch",
+    "synthesize_batch", "templify",
 ]  # fmt: skip

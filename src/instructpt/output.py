@@ -14,12 +14,16 @@ leaves either a finished shard or one that is recomputed, never a torn file.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import UsageError
 from .records import Entry, Reject
 
 MANIFEST = "manifest.json"
@@ -29,6 +33,7 @@ DATA_DIR = "data"
 REJECTS_DIR = "rejects"
 OUR_NAMES = (MANIFEST, SUMMARY, REJECTS, DATA_DIR, REJECTS_DIR, ".lock")
 FORMATS = ("parquet", "jsonl")
+MANIFEST_VERSION = 1
 
 
 def entry_to_dict(entry: Entry, keep_generation: bool) -> dict[str, Any]:
@@ -151,8 +156,62 @@ class OutputDir:
             elif path.exists():
                 path.unlink()
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock: a second run writing into it fails at once."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(f"another instructpt run is writing to {self.root}") from None
+            yield
+
+    def open_run(self, settings: Mapping[str, Any], overwrite: bool) -> dict[str, Any]:
+        """The manifest to continue: the existing one if `settings` match, else a new one.
+
+        A folder holding a run with other settings, or files that are not ours, is refused
+        unless `overwrite` (which removes what an earlier run wrote, nothing else).
+        """
+        from . import __version__
+
+        fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+        manifest = self.read_manifest()
+        if overwrite:
+            self.clear()
+            manifest = None
+        elif manifest is not None and manifest.get("fingerprint") != fingerprint:
+            raise UsageError(
+                f"{self.root} holds a run with other settings "
+                f"({_changed(manifest.get('settings', {}), settings)}); "
+                "use another output folder, or --overwrite to start over"
+            )
+        elif manifest is None and self.foreign_files():
+            raise UsageError(
+                f"{self.root} is not empty and holds no instructpt run; choose an empty folder "
+                "(or pass --overwrite to write beside its files)"
+            )
+        self.remove_temp_files()
+        if manifest is None:
+            manifest = {
+                "format_version": MANIFEST_VERSION,
+                "instructpt": __version__,
+                "fingerprint": fingerprint,
+                "settings": dict(settings),
+                "complete": False,
+                "shards": {},
+            }
+            self.write_manifest(manifest)
+        return manifest
+
     def remove_temp_files(self) -> None:
         for folder in (self.root, self.root / DATA_DIR, self.root / REJECTS_DIR):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
                     tmp.unlink()
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
+    diffs = [d if len(d) < 120 else d[:117] + "..." for d in diffs]
+    return "; ".join(diffs) or "format version"

@@ -10,8 +10,6 @@ the shard in flight, and the output is byte-identical to an uninterrupted run.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import sys
 import time
@@ -20,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .corpus import CorpusReader, estimate_records, expand_inputs
 from .engines.base import Engine
 from .errors import UsageError
@@ -36,8 +33,6 @@ from .output import (
 )
 from .records import Counts, Document, Entry, Reject, content_id
 from .rounds import RoundSettings, synthesize_batch
-
-MANIFEST_VERSION = 1
 
 
 @dataclass
@@ -167,56 +162,23 @@ def run_synthesis(
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
     files = expand_inputs(config.inputs)
     out = OutputDir(config.output, config.format)
-    out.root.mkdir(parents=True, exist_ok=True)
-    with open(out.root / ".lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another instructpt run is writing to {out.root}") from None
-        return _run_locked(config, files, out, make_engine, progress, log)
+    with out.locked():
+        manifest = out.open_run(config.fingerprint_settings(files), config.overwrite)
+        if manifest.get("complete"):
+            log(f"{out.root}: run already complete, nothing to do")
+            return json.loads((out.root / SUMMARY).read_text())
+        return _run_locked(config, files, out, manifest, make_engine, progress, log)
 
 
 def _run_locked(
     config: SynthesisConfig,
     files: list[Path],
     out: OutputDir,
+    manifest: dict[str, Any],
     make_engine: Callable[[], Engine],
     progress_enabled: bool | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    settings = config.fingerprint_settings(files)
-    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    manifest = out.read_manifest()
-    if config.overwrite:
-        out.clear()
-        manifest = None
-    elif manifest is not None and manifest.get("fingerprint") != fingerprint:
-        raise UsageError(
-            f"{out.root} holds a run with other settings "
-            f"({_changed(manifest.get('settings', {}), settings)}); "
-            "use another output folder, or --overwrite to start over"
-        )
-    elif manifest is None and out.foreign_files():
-        raise UsageError(
-            f"{out.root} is not empty and holds no instructpt run; choose an empty folder "
-            "(or pass --overwrite to write beside its files)"
-        )
-    out.remove_temp_files()
-    if manifest is None:
-        manifest = {
-            "format_version": MANIFEST_VERSION,
-            "instructpt": __version__,
-            "fingerprint": fingerprint,
-            "settings": settings,
-            "engine": None,
-            "complete": False,
-            "shards": {},
-        }
-        out.write_manifest(manifest)
-    elif manifest.get("complete"):
-        log(f"{out.root}: run already complete, nothing to do")
-        return json.loads((out.root / SUMMARY).read_text())
-
     done: dict[str, Any] = manifest["shards"]
     engine: Engine | None = None
     reader = CorpusReader(files, config.text_field, config.id_field)
@@ -274,12 +236,6 @@ def _run_locked(
         top = max(summary["rejected_by_reason"].items(), key=lambda kv: kv[1])
         log(f"warning: no document was usable; most rejects: {top[0]} ({top[1]}), see {out.root / REJECTS}")
     return summary
-
-
-def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
-    diffs = [d if len(d) < 120 else d[:117] + "..." for d in diffs]
-    return "; ".join(diffs) or "format version"
 
 
 def _merge_rejects(out: OutputDir, manifest: dict[str, Any]) -> None:

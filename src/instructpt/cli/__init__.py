@@ -7,6 +7,7 @@ import click
 from .. import __version__
 from .engines import engines
 from .synthesize import synthesize
+from .templify import templify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -17,9 +18,11 @@ def main() -> None:
     \b
     Typical run:
       instructpt synthesize corpus.jsonl -o out/ --rounds 2
+      instructpt templify out/ -o augmented/
     Rerun the same command after a crash to finish the rest.
     """
 
 
 main.add_command(synthesize)
+main.add_command(templify)
 main.add_command(engines)
