@@ -31,6 +31,8 @@ demo: $(STAMP)
 		-o demo-out/synthesized --engine rules --model demo-out/tiny-synthesizer \
 		--rounds 2 --shard-size 16 --overwrite
 	$(BIN)/python examples/show_output.py demo-out/synthesized
+	$(BIN)/instructpt templify demo-out/synthesized -o demo-out/augmented --overwrite
+	$(BIN)/python examples/show_texts.py demo-out/augmented
 	@echo "\n== the same pipeline through the transformers engine (random-weight tiny model, 8 documents)"
 	$(BIN)/instructpt synthesize examples/corpus.jsonl -o demo-out/synthesized-hf --engine hf \
 		--model demo-out/tiny-synthesizer --max-new-tokens 32 --limit 8 --overwrite
@@ -38,6 +40,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synthesize_overhead.py
 	$(BIN)/python benchmarks/synthesize_vs_naive.py
+	$(BIN)/python benchmarks/templify_speed.py
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache
