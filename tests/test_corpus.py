@@ -48,7 +48,7 @@ def test_parquet_with_custom_fields(tmp_path):
 
 def test_parquet_without_the_text_column_is_a_usage_error(tmp_path):
     pq.write_table(pa.table({"body": ["x"]}), tmp_path / "d.parquet")
-    with pytest.raises(UsageError, match="no column 'text'.*--text-field"):
+    with pytest.raises(UsageError, match="no column 'text'.*field"):
         list(read_corpus([tmp_path / "d.parquet"]))
 
 

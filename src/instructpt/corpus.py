@@ -81,13 +81,16 @@ class CorpusReader:
     files: Sequence[Path]
     text_field: str = "text"
     id_field: str = "id"
+    # Instruction data (SPEC §5): the text is `record[text_field] + " " + record[response_field]`.
+    response_field: str | None = None
+    reject_duplicate_ids: bool = True
 
     def __iter__(self) -> Iterator[Document | Reject]:
         seen: set[str] = set()
         for path in self.files:
             try:
                 for item in self._read_file(Path(path)):
-                    if isinstance(item, Document):
+                    if isinstance(item, Document) and self.reject_duplicate_ids:
                         if item.id in seen:
                             item = Reject(item.source, "duplicate_id", "id seen earlier", item.id)
                         else:
@@ -133,18 +136,19 @@ class CorpusReader:
 
         pf = pq.ParquetFile(path)
         names = pf.schema_arrow.names
-        if self.text_field not in names:
-            raise UsageError(
-                f"{path} has no column {self.text_field!r} (columns: {', '.join(names)}); "
-                "choose one with --text-field"
-            )
-        columns = [self.text_field] + ([self.id_field] if self.id_field in names else [])
+        needed = [self.text_field] + ([self.response_field] if self.response_field else [])
+        for name in needed:
+            if name not in names:
+                raise UsageError(
+                    f"{path} has no column {name!r} (columns: {', '.join(names)}); "
+                    "choose the right one with --text-field (or the other field options)"
+                )
+        columns = needed + ([self.id_field] if self.id_field in names else [])
         row = 0
         for batch in pf.iter_batches(batch_size=4096, columns=columns):
-            texts = _column(batch, self.text_field)
-            ids = _column(batch, self.id_field) if self.id_field in names else [None] * len(texts)
-            for text, doc_id in zip(texts, ids):
-                record = {self.text_field: text, self.id_field: doc_id}
+            values = {name: _column(batch, name) for name in columns}
+            for k in range(batch.num_rows):
+                record = {name: values[name][k] for name in columns}
                 yield self._document(record, f"{path}#row{row}")
                 row += 1
 
@@ -159,24 +163,37 @@ class CorpusReader:
         yield self._document({self.text_field: text}, str(path))
 
     def _document(self, record: dict[str, Any], source: str) -> Document | Reject:
-        if self.text_field not in record or record[self.text_field] is None:
-            return Reject(source, "missing_text", f"no {self.text_field!r} field")
-        text = record[self.text_field]
-        if isinstance(text, bytes):
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return Reject(source, "invalid_utf8", str(exc))
-        if not isinstance(text, str):
-            return Reject(source, "text_not_string", f"{self.text_field!r} is a {type(text).__name__}")
-        if not text.strip():
-            return Reject(source, "empty_text", f"{self.text_field!r} is empty")
+        text = _string_field(record, self.text_field, source)
+        if isinstance(text, Reject):
+            return text
+        if self.response_field is not None:
+            response = _string_field(record, self.response_field, source)
+            if isinstance(response, Reject):
+                return response
+            text = text + " " + response
         doc_id = record.get(self.id_field)
         if doc_id is None or doc_id == "":
             doc_id = content_id(text)
         elif isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
             return Reject(source, "bad_id", f"{self.id_field!r} is a {type(doc_id).__name__}")
         return Document(str(doc_id), text, source)
+
+
+def _string_field(record: dict[str, Any], field: str, source: str) -> str | Reject:
+    """The non-empty string in `record[field]`, or the reason there is none."""
+    if field not in record or record[field] is None:
+        return Reject(source, "missing_text", f"no {field!r} field")
+    text = record[field]
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Reject(source, "invalid_utf8", str(exc))
+    if not isinstance(text, str):
+        return Reject(source, "text_not_string", f"{field!r} is a {type(text).__name__}")
+    if not text.strip():
+        return Reject(source, "empty_text", f"{field!r} is empty")
+    return text
 
 
 def _column(batch: Any, name: str) -> list[Any]:
