@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from .engines import engines
+from .mix import mix
 from .synthesize import synthesize
 from .templify import templify
 
@@ -19,10 +20,12 @@ def main() -> None:
     Typical run:
       instructpt synthesize corpus.jsonl -o out/ --rounds 2
       instructpt templify out/ -o augmented/
+      instructpt mix --augmented augmented/ --raw rest/ --tokenizer TOKENIZER -o train/
     Rerun the same command after a crash to finish the rest.
     """
 
 
 main.add_command(synthesize)
 main.add_command(templify)
+main.add_command(mix)
 main.add_command(engines)

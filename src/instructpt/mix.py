@@ -1,0 +1,647 @@
+"""Mix, tokenize and pack the pre-training corpus (SPEC §5).
+
+Three passes, memory bounded by a batch plus a few numbers per document:
+
+1. **Tokenize** every source once: each text is wrapped in the target model's BOS/EOS *as
+   text* and tokenized without adding special tokens (SPEC §5), batched, in worker
+   processes. Token ids go to a scratch file per source; per document we keep its length.
+2. **Plan**: every source with a weight gets `tokens(anchor) * weight / weight(anchor)`
+   tokens, the anchor being the first weighted source (kept whole, exactly once). A source
+   with fewer tokens than that is repeated (whole passes) and topped up with a seeded random
+   subset of its documents; one with more is down-sampled to a seeded random subset. The
+   subset stops at the document whose cumulative tokens land closest to the target, so the
+   achieved ratio is off by at most half a document (< 0.1% at 1M tokens of 600-token
+   documents). Sources without a weight are kept whole. Then all chosen documents are
+   shuffled together with the seed.
+3. **Write** in that order: text shards, a Hugging Face dataset, or tokenized shards
+   (Megatron `.bin/.idx`, OLMo `.npy` + `.csv.gz`; see token_formats.py).
+
+Packing (`--pack`, hf and megatron): documents are concatenated in shuffled order into one
+stream, cut into rows of exactly `seq_len` tokens; a document that crosses a row boundary
+continues in the next row, and each row records where documents start in it. The final
+partial row is dropped (its token count is in the manifest), so packing costs at most
+seq_len - 1 tokens of the whole corpus and no padding.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .corpus import CorpusReader, expand_inputs
+from .errors import UsageError
+from .output import MANIFEST, OutputDir, write_atomic, write_json
+from .records import Document, Reject
+from .token_formats import token_dtype, write_megatron, write_olmo
+
+MIX_FORMATS = ("parquet", "jsonl", "hf", "megatron", "olmo")
+PACKABLE = ("hf", "megatron")
+OPENORCA_FIELDS = ("question", "response")  # its system_prompt column is dropped
+
+
+@dataclass
+class SourceSpec:
+    """One input of a mix."""
+
+    name: str
+    paths: list[str]
+    weight: float | None = None  # token-ratio weight; None: every document exactly once
+    text_field: str = "text"
+    response_field: str | None = None  # instruction data: text = question + " " + response
+    id_field: str = "id"
+
+
+@dataclass
+class MixConfig:
+    sources: list[SourceSpec]
+    output: str
+    tokenizer: str
+    recipe: str = "custom"
+    format: str = "parquet"
+    seq_len: int = 4096
+    pack: bool = False
+    seed: int = 0
+    upsample: bool = True
+    workers: int = 0  # 0: one per CPU core
+    shard_tokens: int = 100_000_000
+    bos_text: str | None = None  # default: the tokenizer's BOS token
+    eos_text: str | None = None  # default: the tokenizer's EOS token
+    overwrite: bool = False
+
+
+def scratch_recipe(
+    augmented: Sequence[str], raw: Sequence[str], text_field: str = "text"
+) -> list[SourceSpec]:
+    """Pre-training from scratch: instruction-augmented texts + the unchanged raw texts."""
+    return [SourceSpec("augmented", list(augmented)), SourceSpec("raw", list(raw), text_field=text_field)]
+
+
+def domain_recipe(
+    augmented: Sequence[str], general: Sequence[str], ratio: str = "1:1",
+    question_field: str = OPENORCA_FIELDS[0], response_field: str = OPENORCA_FIELDS[1],
+) -> list[SourceSpec]:  # fmt: skip
+    """Domain-adaptive: augmented texts and general instructions, `ratio` in target tokens."""
+    a, g = parse_ratio(ratio)
+    return [
+        SourceSpec("augmented", list(augmented), weight=a),
+        SourceSpec(
+            "general", list(general), weight=g, text_field=question_field, response_field=response_field
+        ),
+    ]
+
+
+def parse_ratio(ratio: str) -> tuple[float, float]:
+    try:
+        a, g = (float(x) for x in ratio.split(":"))
+    except ValueError:
+        raise UsageError(f"--ratio must look like 1:1 or 2:1, got {ratio!r}") from None
+    if a <= 0 or g <= 0:
+        raise UsageError(f"--ratio parts must be positive, got {ratio!r}")
+    return a, g
+
+
+def load_recipe(path: str | Path) -> list[SourceSpec]:
+    """A custom recipe: {"sources": [{"name", "paths", "weight"?, "text_field"?, ...}]}."""
+    try:
+        data = json.loads(Path(path).read_text())
+        sources = [SourceSpec(**s) for s in data["sources"]]
+    except FileNotFoundError:
+        raise UsageError(f"recipe file not found: {path}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path} is not a valid recipe ({exc}); see README 'Custom recipes'") from None
+    if not sources:
+        raise UsageError(f"{path} lists no sources")
+    return sources
+
+
+# -- tokenization -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetTokenizer:
+    """The trained model's tokenizer as `tokenizers` JSON (cheap to ship to workers)."""
+
+    name: str
+    json: str
+    bos_text: str
+    eos_text: str
+    vocab_size: int
+
+    @classmethod
+    def load(cls, source: str, bos_text: str | None = None, eos_text: str | None = None) -> TargetTokenizer:
+        from .tokenization import load_tokenizer
+
+        backend = load_tokenizer(source).backend
+        rust = getattr(backend, "backend_tokenizer", backend)
+        if not hasattr(rust, "to_str"):
+            raise UsageError(f"{source}: mix needs a Hugging Face `tokenizers`-based (fast) tokenizer")
+        bos = bos_text if bos_text is not None else (getattr(backend, "bos_token", None) or "")
+        eos = eos_text if eos_text is not None else getattr(backend, "eos_token", None)
+        if not eos:
+            raise UsageError(f"{source} names no EOS token; pass --eos-text (and --bos-text)")
+        # The largest id + 1, not the number of entries: special ids can sit far above the rest.
+        vocab = max(rust.get_vocab(with_added_tokens=True).values()) + 1
+        return cls(str(source), rust.to_str(), bos, eos, vocab)
+
+    def wrap(self, text: str) -> str:
+        return f"{self.bos_text}{text}{self.eos_text}"
+
+
+_worker_tokenizer: Any = None
+
+
+def _init_worker(tokenizer_json: str) -> None:
+    global _worker_tokenizer
+    from tokenizers import Tokenizer
+
+    _worker_tokenizer = Tokenizer.from_str(tokenizer_json)
+
+
+def _encode(texts: list[str]) -> tuple[bytes, bytes]:
+    """Token ids (uint32, back to back) and lengths (uint32) of `texts`, no special tokens added."""
+    encodings = _worker_tokenizer.encode_batch(texts, add_special_tokens=False)
+    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.uint32, count=len(encodings))
+    flat = np.fromiter((i for e in encodings for i in e.ids), dtype=np.uint32, count=int(lengths.sum()))
+    return flat.tobytes(), lengths.tobytes()
+
+
+class Encoder:
+    """Batched tokenization in `workers` processes (in-process with Rust threads if 1)."""
+
+    def __init__(self, tokenizer: TargetTokenizer, workers: int) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.pool = None
+        if self.workers > 1:
+            ctx = multiprocessing.get_context("spawn")  # fork after Rust threads ran can deadlock
+            env = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)  # inherited by the spawned workers
+            try:
+                self.pool = ctx.Pool(self.workers, _init_worker, (tokenizer.json,))
+            finally:
+                for k, v in saved.items():
+                    os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        else:
+            _init_worker(tokenizer.json)
+
+    def map(self, batches: Iterator[list[str]]) -> Iterator[tuple[bytes, bytes]]:
+        if self.pool is None:
+            return map(_encode, batches)
+        return self.pool.imap(_encode, batches, chunksize=1)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+
+
+# -- scratch store ---------------------------------------------------------------------------
+
+
+class _Blobs:
+    """Append-only strings on disk with offsets, read back by index."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle = open(path, "wb")
+        self.offsets = array("Q", [0])
+        self.data: np.memmap | None = None
+
+    def append(self, text: str) -> None:
+        raw = text.encode("utf-8")
+        self.handle.write(raw)
+        self.offsets.append(self.offsets[-1] + len(raw))
+
+    def freeze(self) -> None:
+        self.handle.close()
+        self.data = np.memmap(self.path, dtype=np.uint8, mode="r") if self.offsets[-1] else None
+
+    def __getitem__(self, i: int) -> str:
+        start, end = self.offsets[i], self.offsets[i + 1]
+        return bytes(self.data[start:end]).decode("utf-8") if end > start else ""
+
+
+@dataclass
+class SourceData:
+    spec: SourceSpec
+    tokens_path: Path
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint32))
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    ids: _Blobs | None = None
+    texts: _Blobs | None = None
+    rejects: dict[str, int] = field(default_factory=dict)
+    tokens: np.memmap | None = None
+
+    def doc_tokens(self, i: int) -> np.ndarray:
+        assert self.tokens is not None
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+
+def source_files(path: str) -> list[Path]:
+    """Files of a source: a templify/synthesize output folder means its data/ shards."""
+    folder = Path(path)
+    if folder.is_dir() and (folder / MANIFEST).is_file() and (folder / "data").is_dir():
+        return expand_inputs([folder / "data"])
+    return expand_inputs([path])
+
+
+def tokenize_source(spec: SourceSpec, encoder: Encoder, tokenizer: TargetTokenizer, work: Path,
+                    keep_texts: bool, rejects_log: list[dict],
+                    batch_docs: int = 512) -> SourceData:  # fmt: skip
+    files = [f for p in spec.paths for f in source_files(p)]
+    reader = CorpusReader(
+        files, spec.text_field, spec.id_field, spec.response_field, reject_duplicate_ids=False
+    )
+    data = SourceData(spec, work / f"{spec.name}.tokens")
+    data.ids = _Blobs(work / f"{spec.name}.ids")
+    data.texts = _Blobs(work / f"{spec.name}.texts") if keep_texts else None
+    lengths = array("I")
+
+    def batches() -> Iterator[list[str]]:
+        batch: list[str] = []
+        for item in reader:
+            if isinstance(item, Reject):
+                data.rejects[item.reason] = data.rejects.get(item.reason, 0) + 1
+                rejects_log.append({**item.to_dict(), "source_name": spec.name})
+                continue
+            assert isinstance(item, Document)
+            data.ids.append(item.id)
+            if data.texts is not None:
+                data.texts.append(item.text)
+            batch.append(tokenizer.wrap(item.text))
+            if len(batch) == batch_docs:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    with open(data.tokens_path, "wb") as out:
+        for flat, lens in encoder.map(batches()):
+            out.write(flat)
+            lengths.frombytes(lens)
+    data.lengths = np.frombuffer(lengths.tobytes(), dtype=np.uint32).copy()
+    data.offsets = np.zeros(len(data.lengths) + 1, dtype=np.int64)
+    np.cumsum(data.lengths, out=data.offsets[1:])
+    data.ids.freeze()
+    if data.texts is not None:
+        data.texts.freeze()
+    if data.offsets[-1]:
+        data.tokens = np.memmap(data.tokens_path, dtype=np.uint32, mode="r")
+    return data
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+
+@dataclass
+class SourcePlan:
+    name: str
+    documents_available: int
+    tokens_available: int
+    weight: float | None
+    target_tokens: int
+    selected: np.ndarray  # document indices, repeats included
+
+    def tokens_selected(self, lengths: np.ndarray) -> int:
+        return int(lengths[self.selected].sum(dtype=np.int64))
+
+
+def plan_source(lengths: np.ndarray, target: int, rng: np.random.Generator) -> np.ndarray:
+    """Document indices whose tokens sum closest to `target`: whole passes, then a random subset."""
+    total = int(lengths.sum(dtype=np.int64))
+    if total == 0 or target <= 0:
+        return np.zeros(0, dtype=np.int64)
+    passes, remainder = divmod(target, total)
+    order = rng.permutation(len(lengths))
+    cumulative = np.cumsum(lengths[order], dtype=np.int64)
+    k = int(np.searchsorted(cumulative, remainder))  # first k+1 docs reach the remainder
+    if k < len(order) and (
+        k == 0 or abs(int(cumulative[k]) - remainder) <= abs(int(cumulative[k - 1]) - remainder)
+    ):
+        k += 1  # include the crossing document when that lands closer
+    whole = np.tile(np.arange(len(lengths), dtype=np.int64), passes)
+    return np.concatenate([whole, order[:k].astype(np.int64)])
+
+
+def plan(data: list[SourceData], seed: int, upsample: bool) -> list[SourcePlan]:
+    totals = [int(d.lengths.sum(dtype=np.int64)) for d in data]
+    weighted = [i for i, d in enumerate(data) if d.spec.weight is not None]
+    anchor = weighted[0] if weighted else None
+    plans = []
+    for i, d in enumerate(data):
+        if not len(d.lengths):
+            raise UsageError(f"source {d.spec.name!r} has no usable documents ({_rejects(d)})")
+        if d.spec.weight is None or i == anchor:
+            target = totals[i]
+            selected = np.arange(len(d.lengths), dtype=np.int64)
+        else:
+            target = round(totals[anchor] * d.spec.weight / data[anchor].spec.weight)
+            if target > totals[i] and not upsample:
+                raise UsageError(
+                    f"source {d.spec.name!r} has {totals[i]:,} tokens but the ratio needs {target:,}: "
+                    f"it would be repeated {target / totals[i]:.2f}x; add data, lower its weight, "
+                    "or drop --no-upsample"
+                )
+            selected = plan_source(d.lengths, target, np.random.default_rng([seed, i]))
+        plans.append(SourcePlan(d.spec.name, len(d.lengths), totals[i], d.spec.weight, target, selected))
+    return plans
+
+
+def _rejects(d: SourceData) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(d.rejects.items())) or "no input records"
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def pack(docs: Iterator[np.ndarray], seq_len: int, carry: np.ndarray | None = None
+         ) -> Iterator[tuple[np.ndarray, list[int]]]:  # fmt: skip
+    """Rows of exactly `seq_len` ids from consecutive documents, each with the offsets where a
+    document starts in it. The final partial row is not yielded (see the module docstring)."""
+    buffer: list[np.ndarray] = []
+    starts: list[int] = []
+    filled = 0
+    for doc in docs:
+        pos = 0
+        while pos < len(doc):
+            if pos == 0:
+                starts.append(filled)
+            take = min(seq_len - filled, len(doc) - pos)
+            buffer.append(doc[pos : pos + take])
+            filled += take
+            pos += take
+            if filled == seq_len:
+                yield np.concatenate(buffer), starts
+                buffer, starts, filled = [], [], 0
+
+
+def run_mix(
+    config: MixConfig, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)
+) -> dict[str, Any]:
+    """Build the training corpus described by `config` in `config.output`; returns the manifest."""
+    if config.format not in MIX_FORMATS:
+        raise UsageError(f"unknown --format {config.format!r}; choose one of {', '.join(MIX_FORMATS)}")
+    if config.pack and config.format not in PACKABLE:
+        raise UsageError(
+            f"--pack applies to {' and '.join(PACKABLE)}; {config.format} output is per document"
+        )
+    if config.seq_len < 1 or config.shard_tokens < 1:
+        raise UsageError("--seq-len and --shard-tokens must be positive")
+    names = [s.name for s in config.sources]
+    if len(set(names)) != len(names):
+        raise UsageError(f"source names must be unique, got {names}")
+    for spec in config.sources:
+        if spec.weight is not None and spec.weight <= 0:
+            raise UsageError(f"source {spec.name!r}: weight must be positive")
+        for path in spec.paths:
+            source_files(path)  # fails early, with the path, if it is missing or empty
+    tokenizer = TargetTokenizer.load(config.tokenizer, config.bos_text, config.eos_text)
+    settings = {**asdict(config), "tokenizer_hash": _hash(tokenizer.json)}
+    for key in ("overwrite", "workers"):  # neither changes the output
+        settings.pop(key)
+    out = OutputDir(config.output, config.format)
+    with out.locked():
+        manifest = out.open_run(settings, config.overwrite)
+        if manifest.get("complete"):
+            log(f"{out.root}: mix already complete, nothing to do")
+            return manifest
+        for stale in ("data", "hf", ".work"):
+            shutil.rmtree(out.root / stale, ignore_errors=True)
+        work = out.root / ".work"
+        work.mkdir(parents=True)
+        try:
+            result = _mix(config, tokenizer, out, work, log)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        manifest.update(result)
+        manifest["complete"] = True
+        out.write_manifest(manifest)
+    return manifest
+
+
+def _hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _mix(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDir, work: Path,
+         log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    keep_texts = config.format in ("jsonl", "parquet")
+    rejects_log: list[dict] = []
+    encoder = Encoder(tokenizer, config.workers)
+    try:
+        data = [tokenize_source(s, encoder, tokenizer, work, keep_texts, rejects_log) for s in config.sources]
+    finally:
+        encoder.close()
+    plans = plan(data, config.seed, config.upsample)
+    source_of = np.concatenate([np.full(len(p.selected), i, dtype=np.int16) for i, p in enumerate(plans)])
+    doc_of = np.concatenate([p.selected for p in plans])
+    order = np.random.default_rng(config.seed).permutation(len(doc_of))
+    dtype = token_dtype(tokenizer.vocab_size)
+    shards, dropped = _write(config, data, source_of[order], doc_of[order], dtype, out)
+    if rejects_log:
+        write_atomic(out.root / "rejects.jsonl", "".join(json.dumps(r) + "\n" for r in rejects_log).encode())
+    sources = []
+    anchor_tokens = None
+    for d, p in zip(data, plans):
+        selected_tokens = p.tokens_selected(d.lengths)
+        factor = selected_tokens / p.tokens_available if p.tokens_available else 0.0
+        sampling = (
+            "all"
+            if p.weight is None or len(p.selected) == p.documents_available and factor == 1
+            else (f"upsampled x{factor:.3f}" if factor > 1 else f"downsampled to {factor:.1%}")
+        )
+        if p.weight is not None and anchor_tokens is None:
+            anchor_tokens = selected_tokens
+        sources.append({
+            "name": p.name, "paths": d.spec.paths, "weight": p.weight,
+            "documents_available": p.documents_available,
+            "tokens_available": p.tokens_available, "rejected": dict(sorted(d.rejects.items())),
+            "target_tokens": p.target_tokens, "documents_selected": int(len(p.selected)),
+            "tokens_selected": selected_tokens, "sampling": sampling,
+        })  # fmt: skip
+    total = sum(s["tokens_selected"] for s in sources)
+    ratio = {s["name"]: round(s["tokens_selected"] / total, 6) if total else 0.0 for s in sources}
+    requested = None
+    weighted = [s for s in sources if s["weight"] is not None]
+    if weighted:
+        base = weighted[0]
+        requested = {s["name"]: s["weight"] / base["weight"] for s in weighted}
+        achieved = {s["name"]: s["tokens_selected"] / base["tokens_selected"] for s in weighted}
+        for s in weighted:
+            s["ratio_to_anchor_requested"] = round(requested[s["name"]], 6)
+            s["ratio_to_anchor_achieved"] = round(achieved[s["name"]], 6)
+        for s in weighted[1:]:
+            if s["sampling"].startswith("upsampled"):
+                log(f"note: source {s['name']!r} was repeated ({s['sampling']}) to meet the ratio")
+    result = {
+        "sources": sources, "token_share": ratio, "tokens_total": total, "documents_total": int(len(doc_of)),
+        "tokenizer": {"name": tokenizer.name, "bos_text": tokenizer.bos_text, "eos_text": tokenizer.eos_text,
+                      "vocab_size": tokenizer.vocab_size, "dtype": str(dtype)},
+        "format": config.format, "seed": config.seed, "pack": config.pack, "seq_len": config.seq_len,
+        "tokens_dropped_by_packing": dropped, "shards": shards,
+    }  # fmt: skip
+    write_json(out.root / "summary.json", {k: result[k] for k in ("sources", "token_share", "tokens_total")})
+    return result
+
+
+def _write(config: MixConfig, data: list[SourceData], sources: np.ndarray, docs: np.ndarray,
+           dtype: np.dtype, out: OutputDir) -> tuple[list[dict], int]:  # fmt: skip
+    """Write the shuffled documents in `config.format`; returns shard records and packing loss."""
+
+    def stream() -> Iterator[tuple[int, int]]:
+        yield from zip(sources.tolist(), docs.tolist())
+
+    if config.format in ("jsonl", "parquet"):
+        return _write_texts(config, data, stream(), out), 0
+    if config.pack:
+        return _write_packed(config, data, stream(), dtype, out)
+    shards: list[dict] = []
+    batch: list[tuple[int, int]] = []
+    tokens = 0
+    for s, d in stream():
+        batch.append((s, d))
+        tokens += int(data[s].lengths[d])
+        if tokens >= config.shard_tokens:
+            shards.append(_write_token_shard(config, data, batch, dtype, out, len(shards)))
+            batch, tokens = [], 0
+    if batch or not shards:
+        shards.append(_write_token_shard(config, data, batch, dtype, out, len(shards)))
+    if config.format == "hf":
+        _save_hf_dataset(out, shards)
+    return shards, 0
+
+
+def _write_token_shard(config: MixConfig, data: list[SourceData], batch: list[tuple[int, int]],
+                       dtype: np.dtype, out: OutputDir, index: int) -> dict:  # fmt: skip
+    arrays = [data[s].doc_tokens(d) for s, d in batch]
+    tokens = np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
+    lengths = [len(a) for a in arrays]
+    prefix = out.root / "data" / f"part-{index:05d}"
+    if config.format == "megatron":
+        write_megatron(prefix, tokens, lengths)
+        files = [f"data/{prefix.name}.bin", f"data/{prefix.name}.idx"]
+    elif config.format == "olmo":
+        ids = [data[s].ids[d] for s, d in batch]
+        write_olmo(prefix, tokens, lengths, ids, [data[s].spec.name for s, _ in batch])
+        files = [f"data/{prefix.name}.npy", f"data/{prefix.name}.csv.gz"]
+    else:  # hf: arrow rows, one document each
+        rows = {"input_ids": [a.tolist() for a in arrays], "id": [data[s].ids[d] for s, d in batch],
+                "source": [data[s].spec.name for s, _ in batch]}  # fmt: skip
+        files = [_write_arrow(out, index, rows)]
+    return {"files": files, "documents": len(batch), "tokens": int(tokens.size)}
+
+
+def _write_packed(config: MixConfig, data: list[SourceData], stream: Iterator[tuple[int, int]],
+                  dtype: np.dtype, out: OutputDir) -> tuple[list[dict], int]:  # fmt: skip
+    rows_per_shard = max(1, config.shard_tokens // config.seq_len)
+    total = 0
+    shards: list[dict] = []
+    rows: list[np.ndarray] = []
+    starts: list[list[int]] = []
+
+    def docs() -> Iterator[np.ndarray]:
+        nonlocal total
+        for s, d in stream:
+            doc = data[s].doc_tokens(d)
+            total += len(doc)
+            yield doc
+
+    def flush() -> None:
+        index = len(shards)
+        tokens = np.concatenate(rows).astype(dtype) if rows else np.zeros(0, dtype=dtype)
+        if config.format == "megatron":
+            prefix = out.root / "data" / f"part-{index:05d}"
+            write_megatron(prefix, tokens, [config.seq_len] * len(rows))
+            files = [f"data/{prefix.name}.bin", f"data/{prefix.name}.idx"]
+        else:
+            files = [
+                _write_arrow(out, index, {"input_ids": [r.tolist() for r in rows], "doc_starts": starts})
+            ]
+        shards.append({"files": files, "rows": len(rows), "tokens": int(tokens.size)})
+
+    for row, row_starts in pack(docs(), config.seq_len):
+        rows.append(row)
+        starts.append(row_starts)
+        if len(rows) == rows_per_shard:
+            flush()
+            rows, starts = [], []
+    if rows or not shards:
+        flush()
+    if config.format == "hf":
+        _save_hf_dataset(out, shards)
+    written = sum(s["tokens"] for s in shards)
+    return shards, total - written
+
+
+def _write_arrow(out: OutputDir, index: int, columns: dict[str, list]) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns), sink, compression="zstd")
+    path = out.root / ".work" / "hf-parts" / f"part-{index:05d}.parquet"
+    write_atomic(path, sink.getvalue().to_pybytes())
+    return f"hf/ (from {path.name})"
+
+
+def _save_hf_dataset(out: OutputDir, shards: list[dict]) -> None:
+    """Collect the parts into a Hugging Face dataset saved with `save_to_disk` in out/hf."""
+    try:
+        import datasets
+    except ImportError:
+        raise UsageError(
+            "--format hf needs the 'datasets' package: pip install 'instructpt[datasets]'"
+        ) from None
+    parts = sorted((out.root / ".work" / "hf-parts").glob("part-*.parquet"))
+    dataset = datasets.Dataset.from_parquet(
+        [str(p) for p in parts], cache_dir=str(out.root / ".work" / "cache")
+    )
+    dataset.save_to_disk(str(out.root / "hf"), num_shards=max(1, len(parts)))
+    for shard in shards:
+        shard["files"] = ["hf/"]
+
+
+def _write_texts(config: MixConfig, data: list[SourceData], stream: Iterator[tuple[int, int]],
+                 out: OutputDir) -> list[dict]:  # fmt: skip
+    shards: list[dict] = []
+    rows: list[dict] = []
+    tokens = 0
+
+    def flush() -> None:
+        index = len(shards)
+        path = out.root / "data" / f"part-{index:05d}.{config.format}"
+        if config.format == "jsonl":
+            payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            sink = pa.BufferOutputStream()
+            pq.write_table(pa.Table.from_pylist(rows), sink, compression="zstd")
+            payload = sink.getvalue().to_pybytes()
+        write_atomic(path, payload)
+        shards.append({"files": [f"data/{path.name}"], "documents": len(rows), "tokens": tokens})
+
+    for s, d in stream:
+        source = data[s]
+        assert source.texts is not None and source.ids is not None
+        rows.append({"text": source.texts[d], "id": source.ids[d], "source": source.spec.name})
+        tokens += int(source.lengths[d])
+        if tokens >= config.shard_tokens:
+            flush()
+            rows, tokens = [], 0
+    if rows or not shards:
+        flush()
+    return shards
