@@ -33,6 +33,8 @@ demo: $(STAMP)
 	$(BIN)/python examples/show_output.py demo-out/synthesized
 	$(BIN)/instructpt templify demo-out/synthesized -o demo-out/augmented --overwrite
 	$(BIN)/python examples/show_texts.py demo-out/augmented
+	$(BIN)/instructpt mix --recipe scratch --augmented demo-out/augmented --raw examples/corpus.jsonl \
+		--tokenizer demo-out/tiny-synthesizer --format megatron -o demo-out/train --overwrite
 	@echo "\n== the same pipeline through the transformers engine (random-weight tiny model, 8 documents)"
 	$(BIN)/instructpt synthesize examples/corpus.jsonl -o demo-out/synthesized-hf --engine hf \
 		--model demo-out/tiny-synthesizer --max-new-tokens 32 --limit 8 --overwrite
@@ -41,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/synthesize_overhead.py
 	$(BIN)/python benchmarks/synthesize_vs_naive.py
 	$(BIN)/python benchmarks/templify_speed.py
+	$(BIN)/python benchmarks/mix_tokenize.py
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache
