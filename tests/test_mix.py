@@ -293,3 +293,16 @@ def test_bad_input(tmp_path, mistral_style):
         )
     with pytest.raises(UsageError, match="--ratio must look like"):
         domain_recipe(["a"], ["b"], "one to one")
+
+
+def test_rejects_are_written_with_their_source(tmp_path, mistral_style):
+    a = tmp_path / "a.jsonl"
+    a.write_text('{"text": "good text here."}\n{"nope": 1}\nnot json\n')
+    manifest = run_mix(
+        MixConfig([SourceSpec("a", [str(a)])], str(tmp_path / "o"), str(mistral_style), format="jsonl"),
+        log=lambda m: None,
+    )
+    assert manifest["sources"][0]["rejected"] == {"invalid_json": 1, "missing_text": 1}
+    rejects = [json.loads(x) for x in (tmp_path / "o/rejects.jsonl").read_text().splitlines()]
+    reasons = [(r["reason"], r["source_name"]) for r in rejects]
+    assert reasons == [("missing_text", "a"), ("invalid_json", "a")]

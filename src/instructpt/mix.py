@@ -34,7 +34,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -256,7 +256,7 @@ def source_files(path: str) -> list[Path]:
 
 
 def tokenize_source(spec: SourceSpec, encoder: Encoder, tokenizer: TargetTokenizer, work: Path,
-                    keep_texts: bool, rejects_log: list[dict],
+                    keep_texts: bool, rejects_log: IO[str],
                     batch_docs: int = 512) -> SourceData:  # fmt: skip
     files = [f for p in spec.paths for f in source_files(p)]
     reader = CorpusReader(
@@ -272,7 +272,7 @@ def tokenize_source(spec: SourceSpec, encoder: Encoder, tokenizer: TargetTokeniz
         for item in reader:
             if isinstance(item, Reject):
                 data.rejects[item.reason] = data.rejects.get(item.reason, 0) + 1
-                rejects_log.append({**item.to_dict(), "source_name": spec.name})
+                rejects_log.write(json.dumps({**item.to_dict(), "source_name": spec.name}) + "\n")
                 continue
             assert isinstance(item, Document)
             data.ids.append(item.id)
@@ -438,10 +438,13 @@ def _hash(text: str) -> str:
 def _mix(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDir, work: Path,
          log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
     keep_texts = config.format in ("jsonl", "parquet")
-    rejects_log: list[dict] = []
     encoder = Encoder(tokenizer, config.workers)
+    rejects_path = work / "rejects.jsonl"
     try:
-        data = [tokenize_source(s, encoder, tokenizer, work, keep_texts, rejects_log) for s in config.sources]
+        with open(rejects_path, "w") as rejects_log:
+            data = [
+                tokenize_source(s, encoder, tokenizer, work, keep_texts, rejects_log) for s in config.sources
+            ]
     finally:
         encoder.close()
     plans = plan(data, config.seed, config.upsample)
@@ -450,8 +453,8 @@ def _mix(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDir, work: Pa
     order = np.random.default_rng(config.seed).permutation(len(doc_of))
     dtype = token_dtype(tokenizer.vocab_size)
     shards, dropped = _write(config, data, source_of[order], doc_of[order], dtype, out)
-    if rejects_log:
-        write_atomic(out.root / "rejects.jsonl", "".join(json.dumps(r) + "\n" for r in rejects_log).encode())
+    if rejects_path.stat().st_size:
+        os.replace(rejects_path, out.root / "rejects.jsonl")
     sources = []
     anchor_tokens = None
     for d, p in zip(data, plans):
