@@ -7,9 +7,9 @@ import pytest
 from instructpt.engines import EngineOptions, create_engine, from_function, register_engine
 from instructpt.engines.base import EngineError, Request
 from instructpt.engines.registry import engine_specs, resolve_engine_name
-from instructpt.engines.rules import respond, rule_pairs
+from instructpt.engines.rules import mine_pairs, respond
 from instructpt.errors import MissingExtraError, UsageError
-from instructpt.format import build_prompt, parse_pairs
+from instructpt.format import Pair, build_prompt, parse_pairs
 from instructpt.pipeline import synthesize
 
 
@@ -35,18 +35,72 @@ def test_function_adapter_in_batches(tokenizer):
     assert sizes == [2, 2, 1]
 
 
-def test_rules_engine_writes_parseable_pairs_of_every_kind():
-    text = (
-        "The river Elbe flows through Dresden and Hamburg before reaching the sea. "
-        "Its basin covers nearly one hundred fifty thousand square kilometres in total. "
-        "Shipping on the river carried coal, grain and timber for many centuries."
-    )
-    pairs = rule_pairs(text)
-    assert len(pairs) == 3
-    assert "\nOptions:\n- " in pairs[1].instruction
-    assert pairs[2].instruction.endswith("\nLet's think step by step.")
-    assert "\nTherefore, the answer is " in pairs[2].response
+@pytest.mark.parametrize(
+    "text, instruction, response",
+    [
+        (
+            "Tidal power\nTidal power refers to electricity from tides. It is old.",
+            "What is the most suitable title for this text?",
+            "Tidal power",
+        ),
+        (
+            "Tidal power refers to electricity from the tides of the sea.",
+            'What does "Tidal power" mean, according to the text?',
+            "Electricity from the tides of the sea.",
+        ),
+        (
+            "A barrage is defined as a dam built across an estuary mouth.",
+            'What does "barrage" mean, according to the text?',
+            "A dam built across an estuary mouth.",
+        ),
+        (
+            "The station opened in 1966 in France. Therefore, it is the oldest one.",
+            'Premise: "The station opened in 1966 in France."\nHypothesis: "It is the oldest one."\n'
+            "Does the premise entail the hypothesis?\nOptions:\n- yes\n- it is not possible to tell\n- no",
+            "yes",
+        ),
+        (
+            "The station opened in 1966 in France. Therefore, it is the oldest one.",
+            '"The station opened in 1966 in France." What is the result of this?',
+            "It is the oldest one.",
+        ),
+        (
+            "Tidal ranges vary widely along coasts. However, few exceed five metres.",
+            'Premise: "Tidal ranges vary widely along coasts."\nHypothesis: "Few exceed five metres."\n'
+            "Does the premise entail the hypothesis?\nOptions:\n- yes\n- it is not possible to tell\n- no",
+            "no",
+        ),
+        (
+            "Turbines sit in a barrage here. Moreover, output can follow demand.",
+            'Premise: "Turbines sit in a barrage here."\nHypothesis: "Output can follow demand."\n'
+            "Does the premise entail the hypothesis?\nOptions:\n- yes\n- it is not possible to tell\n- no",
+            "it is not possible to tell",
+        ),
+        (
+            "Water is held back at high tide. In other words, the basin fills up.",
+            'Rephrase this sentence: "Water is held back at high tide."',
+            "The basin fills up.",
+        ),
+        (
+            "One sentence here. Two sentences here. Three sentences here.",
+            'Complete the text: "One sentence here." What comes next?',
+            "Two sentences here.",
+        ),
+    ],
+)
+def test_rules_engine_patterns(text, instruction, response):
+    pairs = mine_pairs(text)
+    assert Pair(instruction, response) in pairs
     assert parse_pairs(respond(build_prompt(text))) == pairs
+
+
+def test_rules_engine_on_text_without_patterns_and_kinds():
+    from instructpt.templify import classify
+
+    assert mine_pairs("short") == []
+    text = "Title here\nA is one thing now. Therefore, B follows from it. But C is not so sure."
+    kinds = {getattr(classify(p), "kind", None) for p in mine_pairs(text)}
+    assert {"free", "options"} <= kinds
 
 
 def test_registry_plugins_and_auto(tokenizer):

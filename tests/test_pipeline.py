@@ -29,7 +29,8 @@ def make_corpus(path, n=23, bad_every=5):
                 {
                     "id": f"doc{i}",
                     "text": f"Document number {i} describes the rivers and lakes of region {i}"
-                    + (" nopairs." if i % 7 == 3 else "."),
+                    + (" nopairs." if i % 7 == 3 else ".")
+                    + f" Therefore, region {i} has plenty of water.",
                 }
             )
         )

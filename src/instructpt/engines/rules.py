@@ -1,57 +1,118 @@
-"""A model-free engine: deterministic pairs made from the document by rules.
+"""A model-free synthesizer: reading-comprehension tasks mined from the text by rules.
 
-It is not a synthesizer. It exists so that `make demo`, tests and the overhead
-benchmark can run the whole pipeline offline in milliseconds, with output that
-looks like the synthesizer's (free-form, multiple choice and chain-of-thought
-pairs in the SPEC §2 wire format). Each pair is a cloze question about one
-sentence of the document currently being read.
+After the mining of Cheng et al., "Adapting Large Language Models via Reading
+Comprehension" (ICLR 2024), which the Instruction Pre-Training paper uses as its rule-based
+ablation. From the document alone it writes:
+
+* **summarization**: the title (a short first line) as the answer to "what is this about?",
+  and "write an article about <title>" answered with the opening of the body;
+* **word-to-text**: "X is defined as Y" / "X refers to Y" / "X is known as Y" -> "What does X
+  mean?" -> Y;
+* **natural language inference** from sentence pairs joined by connectives: therefore / thus /
+  hence / as a result -> entailment ("yes"), however / but -> contradiction ("no"), moreover /
+  also / in addition -> neutral ("it is not possible to tell"), as multiple-choice pairs;
+* **cause and effect** from the same "therefore" pairs, and **paraphrase** from "in other
+  words / that is / namely";
+* **text completion** at a sentence boundary.
+
+It is a cheaper and much weaker baseline than the LLM synthesizer: its pairs are shallow,
+templated and only as varied as the text's own wording. It exists for runs without a GPU,
+for the offline demo and tests, and as the paper's ablation. It is deterministic and runs at
+thousands of documents per second (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
 from ..format import CON_CLOSE, CON_OPEN, Pair, serialize_pairs
 from .function import FunctionEngine, load_tokenizer_for
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
+MAX_PAIRS = 8
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+_DEFINITION = re.compile(
+    r"^(?:(?:The|A|An)\s+)?(?P<term>[A-Z]?[\w'’ -]{2,60}?)(?:\s*\([^)]*\))?,?\s+"
+    r"(?P<verb>is defined as|refers to|is known as|is called|means)\s+(?P<body>.{8,})$"
+)
+_CONNECTIVES = (
+    ("entailment", ("Therefore", "Thus", "Hence", "As a result", "Consequently", "So")),
+    ("contradiction", ("However", "But", "Yet", "Nevertheless", "In contrast")),
+    ("neutral", ("Moreover", "In addition", "Also", "Furthermore", "Additionally")),
+    ("paraphrase", ("In other words", "That is", "Namely", "Put simply")),
+)
+_LEADS = {word: relation for relation, words in _CONNECTIVES for word in words}
+_LEAD = re.compile(r"^(" + "|".join(sorted(map(re.escape, _LEADS), key=len, reverse=True)) + r")\b,?\s+(.+)$")
+NLI_OPTIONS = ("yes", "it is not possible to tell", "no")
+_NLI_ANSWER = {"entailment": "yes", "neutral": "it is not possible to tell", "contradiction": "no"}
 
 
-def _digest(text: str) -> int:
-    # hashlib, not hash(): str hashes change between processes.
-    return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16)
+def sentences(text: str) -> list[str]:
+    """Sentences of a paragraph-structured text (lines kept apart, then split at . ! ?)."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            out.extend(s.strip() for s in _SENTENCE_END.split(line) if s.strip())
+    return out
 
 
-def rule_pairs(text: str, max_pairs: int = 3) -> list[Pair]:
-    """Up to `max_pairs` cloze pairs about `text`, the same every time."""
-    sentences = [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= 5]
+def _title_and_body(text: str) -> tuple[str | None, str]:
+    first, _, rest = text.strip().partition("\n")
+    first = first.strip()
+    if rest.strip() and 2 <= len(first.split()) <= 16 and not first.endswith((".", ":", ";", ",")):
+        return first, rest.strip()
+    return None, text.strip()
+
+
+def _clause(sentence: str) -> str:
+    return sentence[0].upper() + sentence[1:] if sentence else sentence
+
+
+def mine_pairs(text: str, max_pairs: int = MAX_PAIRS) -> list[Pair]:
+    """Reading-comprehension pairs mined from `text` (deterministic, never raises)."""
+    title, body = _title_and_body(text)
+    sents = sentences(body)
     pairs: list[Pair] = []
-    for k, sentence in enumerate(sentences[:max_pairs]):
-        words = _WORD.findall(sentence)
-        if not words:
-            continue
-        seed = _digest(sentence)
-        answer = max(words, key=lambda w: (len(w), w))
-        cloze = sentence.replace(answer, "____", 1)
-        if k % 3 == 1 and len(set(words)) >= 3:
-            options = sorted(set(words), key=lambda w: (_digest(f"{seed}:{w}"), w))[:3]
-            if answer not in options:
-                options[seed % len(options)] = answer
-            listed = "\n".join(f"- {o}" for o in options)
-            pairs.append(Pair(f"Fill in the blank: {cloze}\nOptions:\n{listed}", answer))
-        elif k % 3 == 2:
-            pairs.append(
-                Pair(
-                    f"Which word completes the sentence? {cloze}\nLet's think step by step.",
-                    f"The passage states: {sentence}\nTherefore, the answer is {answer}",
+    if title:
+        pairs.append(Pair("What is the most suitable title for this text?", title))
+    for s in sents:
+        m = _DEFINITION.match(s)
+        if m and len(pairs) < max_pairs:
+            term = m.group("term").strip()
+            body_text = m.group("body").rstrip(" .")
+            if len(term.split()) <= 6:
+                pairs.append(
+                    Pair(f'What does "{term}" mean, according to the text?', _clause(body_text) + ".")
                 )
-            )
-        else:
-            pairs.append(Pair(f"Fill in the blank: {cloze}", answer))
-    return pairs
+    for prev, cur in zip(sents, sents[1:]):
+        if len(pairs) >= max_pairs:
+            break
+        m = _LEAD.match(cur)
+        if not m or len(prev.split()) < 4:
+            continue
+        relation = _LEADS[m.group(1)]
+        claim = _clause(m.group(2))
+        lead = _LEAD.match(prev)  # a premise that itself opens with a connective loses it
+        prev = _clause(lead.group(2)) if lead else prev
+        if relation == "paraphrase":
+            pairs.append(Pair(f'Rephrase this sentence: "{prev}"', claim))
+            continue
+        options = "\n".join(f"- {o}" for o in NLI_OPTIONS)
+        pairs.append(Pair(
+            f"Premise: \"{prev}\"\nHypothesis: \"{claim}\"\nDoes the premise entail the hypothesis?\n"
+            f"Options:\n{options}",
+            _NLI_ANSWER[relation],
+        ))  # fmt: skip
+        if relation == "entailment" and len(pairs) < max_pairs:
+            pairs.append(Pair(f'"{prev}" What is the result of this?', claim))
+    if len(sents) >= 3 and len(pairs) < max_pairs:
+        k = len(sents) // 2
+        pairs.append(Pair(f'Complete the text: "{sents[k - 1]}" What comes next?', sents[k]))
+    if title and len(pairs) < max_pairs and sents:
+        opening = " ".join(sents[:2])
+        pairs.append(Pair(f'Write the opening of an article titled "{title}".', opening))
+    return pairs[:max_pairs]
 
 
 def respond(prompt: str) -> str:
@@ -59,7 +120,7 @@ def respond(prompt: str) -> str:
     start = prompt.rfind(CON_OPEN)
     end = prompt.rfind(CON_CLOSE)
     text = prompt[start + len(CON_OPEN) : end].strip() if 0 <= start < end else ""
-    return serialize_pairs(rule_pairs(text))
+    return serialize_pairs(mine_pairs(text))
 
 
 class RulesEngine(FunctionEngine):
