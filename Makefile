@@ -27,23 +27,19 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/make_tiny_model.py demo-out/tiny-synthesizer
-	$(BIN)/instructpt synthesize examples/corpus.jsonl examples/corpus-with-errors.jsonl \
-		-o demo-out/synthesized --engine rules --model demo-out/tiny-synthesizer \
-		--rounds 2 --shard-size 16 --overwrite
-	$(BIN)/python examples/show_output.py demo-out/synthesized
-	$(BIN)/instructpt templify demo-out/synthesized -o demo-out/augmented --overwrite
-	$(BIN)/python examples/show_texts.py demo-out/augmented
-	$(BIN)/instructpt mix --recipe scratch --augmented demo-out/augmented --raw examples/corpus.jsonl \
-		--tokenizer demo-out/tiny-synthesizer --format megatron -o demo-out/train --overwrite
-	@echo "\n== the same pipeline through the transformers engine (random-weight tiny model, 8 documents)"
-	$(BIN)/instructpt synthesize examples/corpus.jsonl -o demo-out/synthesized-hf --engine hf \
-		--model demo-out/tiny-synthesizer --max-new-tokens 32 --limit 8 --overwrite
+	$(BIN)/instructpt run examples/demo.yaml
+	$(BIN)/python examples/show_output.py demo-out/run/synthesized
+	$(BIN)/python examples/show_texts.py demo-out/run/augmented
+	@echo "\nOutputs: demo-out/run/synthesized (documents + pairs, rejects.jsonl, summary.json)"
+	@echo "         demo-out/run/augmented   (instruction-augmented texts, summary.json)"
+	@echo "         demo-out/run/train       (Megatron .bin/.idx shards, manifest.json)"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synthesize_overhead.py
 	$(BIN)/python benchmarks/synthesize_vs_naive.py
 	$(BIN)/python benchmarks/templify_speed.py
 	$(BIN)/python benchmarks/mix_tokenize.py
+	$(BIN)/python benchmarks/rules_engine.py
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache

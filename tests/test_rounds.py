@@ -176,3 +176,16 @@ def test_concatenated_prompt_ids_equal_whole_prompt_tokenization(tokenizer, fast
     assert len(with_context) == 9
     for request in engine.requests:
         assert request.prompt_ids == tokenizer.encode(request.prompt)
+
+
+@pytest.mark.parametrize("with_offsets", [True, False])
+def test_split_long_text_with_and_without_token_offsets(tokenizer, with_offsets):
+    from instructpt.tokenization import Tokenizer
+
+    tok = tokenizer if with_offsets else Tokenizer(PlainEncoder(tokenizer))
+    assert (tok.char_offsets("a b") is not None) is with_offsets
+    text = " ".join(f"Sentence number {i} talks about lakes." for i in range(200))
+    pieces = split_to_fit(text, tok, budget=120)
+    assert " ".join(pieces).split() == text.split()
+    assert all(len(tokenizer.encode(f"<s> <CON> {p} </CON>\n\n")) <= 120 for p in pieces)
+    assert all(p.endswith(".") for p in pieces)  # cut at sentence ends

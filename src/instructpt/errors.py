@@ -5,6 +5,15 @@ class UsageError(Exception):
     """Bad input, a bad option, a missing file or an unloadable model."""
 
 
+class SettingsChanged(UsageError):
+    """An output folder holds a run made with other settings."""
+
+    def __init__(self, message: str, folder: str = "", changes: str = "") -> None:
+        super().__init__(message)
+        self.folder = folder
+        self.changes = changes
+
+
 class MissingExtraError(UsageError):
     """An optional dependency is not installed."""
 

@@ -406,7 +406,7 @@ def run_mix(
         for path in spec.paths:
             source_files(path)  # fails early, with the path, if it is missing or empty
     tokenizer = TargetTokenizer.load(config.tokenizer, config.bos_text, config.eos_text)
-    settings = {**asdict(config), "tokenizer_hash": _hash(tokenizer.json)}
+    settings = {**asdict(config), "tokenizer_hash": _hash(tokenizer.json), "inputs": _input_identity(config)}
     for key in ("overwrite", "workers"):  # neither changes the output
         settings.pop(key)
     out = OutputDir(config.output, config.format)
@@ -427,6 +427,20 @@ def run_mix(
         manifest["complete"] = True
         out.write_manifest(manifest)
     return manifest
+
+
+def _input_identity(config: MixConfig) -> list[dict[str, Any]]:
+    """What the inputs are, for the fingerprint: an instructpt output folder by its manifest's
+    fingerprint (so a recomputed templify run means a new mix), a file by its size."""
+    identity = []
+    for spec in config.sources:
+        for path in spec.paths:
+            manifest = OutputDir(path).read_manifest() if Path(path).is_dir() else None
+            if manifest is not None:
+                identity.append({"path": path, "fingerprint": manifest.get("fingerprint")})
+            else:
+                identity.extend({"path": str(f), "bytes": f.stat().st_size} for f in source_files(path))
+    return identity
 
 
 def _hash(text: str) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import SettingsChanged, UsageError
 from .records import Entry, Reject
 
 MANIFEST = "manifest.json"
@@ -181,10 +181,12 @@ class OutputDir:
             self.clear()
             manifest = None
         elif manifest is not None and manifest.get("fingerprint") != fingerprint:
-            raise UsageError(
-                f"{self.root} holds a run with other settings "
-                f"({_changed(manifest.get('settings', {}), settings)}); "
-                "use another output folder, or --overwrite to start over"
+            changes = _changed(manifest.get("settings", {}), settings)
+            raise SettingsChanged(
+                f"{self.root} holds a run with other settings ({changes}); "
+                "use another output folder, or --overwrite to start over",
+                str(self.root),
+                changes,
             )
         elif manifest is None and self.foreign_files():
             raise UsageError(

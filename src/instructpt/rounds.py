@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .engines.base import Engine, EngineError, Request
 from .errors import UsageError
-from .format import build_prompt, parse_generation, reading_material, serialize_example
+from .format import CON_CLOSE, build_prompt, parse_generation, reading_material, serialize_example
 from .records import Counts, Document, Entry, Reject
 from .tokenization import Tokenizer
 
@@ -230,6 +230,17 @@ def _replace(doc: Document, text: str, truncated: bool) -> Document:
     return Document(doc.id, text, doc.source, doc.doc_id, doc.part, doc.n_parts, truncated)
 
 
+def _longest_fitting_prefix(rest: str, fits) -> int:
+    lo, hi = 0, len(rest)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(rest[:mid]):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def split_to_fit(text: str, tokenizer: Tokenizer, budget: int, first_only: bool = False) -> list[str]:
     """Cut `text` into pieces whose reading material fits `budget` tokens.
 
@@ -242,17 +253,27 @@ def split_to_fit(text: str, tokenizer: Tokenizer, budget: int, first_only: bool 
 
     pieces: list[str] = []
     rest = text.strip()
+    lead = len(reading_material("")) - len(f" {CON_CLOSE}\n\n")  # characters before the text
+    overhead = len(tokenizer.encode(reading_material("")))
     while rest:
-        if fits(rest):
-            pieces.append(rest)
-            break
-        lo, hi = 0, min(len(rest), budget * 64)  # no token spans 64 characters
-        while lo < hi:  # largest prefix length that fits
-            mid = (lo + hi + 1) // 2
-            if fits(rest[:mid]):
-                lo = mid
-            else:
-                hi = mid - 1
+        material = reading_material(rest)
+        offsets = tokenizer.char_offsets(material)
+        if offsets is None:  # no offsets: measure, then search
+            if fits(rest):
+                pieces.append(rest)
+                break
+            lo = _longest_fitting_prefix(rest, fits)
+        else:
+            if len(offsets) <= budget:
+                pieces.append(rest)
+                break
+            # Where the budget runs out, by the tokens' own character spans; then step back
+            # until the prefix, tokenized on its own, fits (boundary merges can differ).
+            lo = min(len(rest), max(1, offsets[max(0, budget - overhead - 2)][0] - lead))
+            while lo > 1 and not fits(rest[:lo]):
+                lo = max(1, lo - max(1, lo // 50))
+            if not fits(rest[:lo]):
+                lo = 0
         if lo == 0:
             raise UsageError(f"the prompt budget of {budget} tokens cannot hold any text")
         cut = lo

@@ -103,6 +103,10 @@ def run_templify(
 
     with out.locked():
         manifest = out.open_run(settings, overwrite)
+        intact = all(out.shard_file(int(k)).is_file() for k in manifest["shards"])
+        if manifest.get("complete") and intact and (out.root / SUMMARY).is_file():
+            log(f"{out.root}: templify already complete, nothing to do")
+            return json.loads((out.root / SUMMARY).read_text())
         done = manifest["shards"]
         disable = None if progress is None else not progress
         for key, shard in tqdm(shards, unit="shard", disable=disable, file=sys.stderr):

@@ -61,6 +61,13 @@ class Tokenizer:
     def count(self, text: str) -> int:
         return len(self.encode(text))
 
+    def char_offsets(self, text: str) -> list[tuple[int, int]] | None:
+        """(start, end) character span of each token of `text`, where the backend knows them."""
+        rust = getattr(self.backend, "backend_tokenizer", self.backend)
+        if hasattr(rust, "encode") and hasattr(rust, "to_str"):  # tokenizers.Tokenizer
+            return list(rust.encode(text, add_special_tokens=False).offsets)
+        return None
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=True)
 

@@ -7,6 +7,7 @@ import click
 from .. import __version__
 from .engines import engines
 from .mix import mix
+from .run import run
 from .synthesize import synthesize
 from .templify import templify
 
@@ -17,7 +18,9 @@ def main() -> None:
     """Instruction Pre-Training: synthesize instruction-response pairs for raw corpora.
 
     \b
-    Typical run:
+    The whole pipeline from one config (resumable):
+      instructpt run examples/domain.yaml
+    Stage by stage:
       instructpt synthesize corpus.jsonl -o out/ --rounds 2
       instructpt templify out/ -o augmented/
       instructpt mix --augmented augmented/ --raw rest/ --tokenizer TOKENIZER -o train/
@@ -28,4 +31,5 @@ def main() -> None:
 main.add_command(synthesize)
 main.add_command(templify)
 main.add_command(mix)
+main.add_command(run)
 main.add_command(engines)

@@ -10,34 +10,55 @@ from .common import user_errors
 
 
 @click.command()
-@click.option("--recipe", default="scratch", show_default=True,
-              help="scratch (augmented + raw, all of both), domain (augmented + general instructions at "
-                   "--ratio in target tokens), or a JSON recipe file with weighted sources.")
-@click.option("--augmented", multiple=True,
-              help="Instruction-augmented texts: a templify output folder or files.")
+@click.option(
+    "--recipe",
+    default="scratch",
+    show_default=True,
+    help="scratch (augmented + raw, all of both), domain (augmented + general instructions at "
+    "--ratio in target tokens), or a JSON recipe file with weighted sources.",
+)
+@click.option(
+    "--augmented", multiple=True, help="Instruction-augmented texts: a templify output folder or files."
+)
 @click.option("--raw", multiple=True, help="scratch: the unchanged raw texts (files or folders).")
 @click.option("--general", multiple=True, help="domain: general instruction data (e.g. OpenOrca parquet).")
-@click.option("--ratio", default="1:1", show_default=True,
-              help="domain: augmented:general, counted in tokens of --tokenizer.")
+@click.option(
+    "--ratio",
+    default="1:1",
+    show_default=True,
+    help="domain: augmented:general, counted in tokens of --tokenizer.",
+)
 @click.option("--question-field", default="question", show_default=True, help="General data: question field.")
 @click.option("--response-field", default="response", show_default=True, help="General data: response field.")
 @click.option("--text-field", default="text", show_default=True, help="Raw data: text field.")
-@click.option("--tokenizer", required=True,
-              help="The trained model's tokenizer: folder, tokenizer.json or Hub id.")
+@click.option(
+    "--tokenizer", required=True, help="The trained model's tokenizer: folder, tokenizer.json or Hub id."
+)
 @click.option("--bos-text", default=None, help="BOS written before every text [default: the tokenizer's].")
 @click.option("--eos-text", default=None, help="EOS written after every text [default: the tokenizer's].")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--format", "fmt", default="parquet", show_default=True,
-              help="jsonl or parquet (shuffled text), hf (datasets on disk), megatron (.bin/.idx), "
-                   "olmo (.npy memmap + .csv.gz).")
+@click.option(
+    "--format",
+    "fmt",
+    default="parquet",
+    show_default=True,
+    help="jsonl or parquet (shuffled text), hf (datasets on disk), megatron (.bin/.idx), "
+    "olmo (.npy memmap + .csv.gz).",
+)
 @click.option("--seq-len", default=4096, show_default=True, type=int, help="Row length for --pack.")
 @click.option("--pack", is_flag=True, help="hf/megatron: pack documents into rows of --seq-len tokens.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Sampling and shuffling seed.")
 @click.option("--no-upsample", is_flag=True, help="Refuse a ratio that needs repeating a source.")
-@click.option("--workers", default=0, show_default=True, type=int,
-              help="Tokenizer processes (0: one per core; 1: in-process, Rust threads).")
-@click.option("--shard-tokens", default=100_000_000, show_default=True, type=int,
-              help="Tokens per output shard.")
+@click.option(
+    "--workers",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Tokenizer processes (0: one per core; 1: in-process, Rust threads).",
+)
+@click.option(
+    "--shard-tokens", default=100_000_000, show_default=True, type=int, help="Tokens per output shard."
+)
 @click.option("--overwrite", is_flag=True, help="Discard an earlier mix in the output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print manifest.json to stdout when done.")
 @user_errors
