@@ -169,3 +169,13 @@ def test_python_api_accepts_strings_dicts_and_documents(scripted):
     assert entries[1].round == 1 and entries[2].chain_id == "00001-0"
     with pytest.raises(UsageError, match="no non-empty 'text'"):
         list(synthesize([{"id": 1}], engine))
+
+
+def test_a_deleted_shard_of_a_finished_run_is_recomputed(tmp_path, scripted):
+    make_corpus(tmp_path / "corpus.jsonl")
+    run(config(tmp_path), scripted)
+    before = snapshot(tmp_path / "out")
+    (tmp_path / "out/data/part-00002.parquet").unlink()
+    _, engines = run(config(tmp_path), scripted)
+    assert engines[0].calls == 2  # one shard, two rounds
+    assert snapshot(tmp_path / "out") == before

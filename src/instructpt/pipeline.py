@@ -164,7 +164,8 @@ def run_synthesis(
     out = OutputDir(config.output, config.format)
     with out.locked():
         manifest = out.open_run(config.fingerprint_settings(files), config.overwrite)
-        if manifest.get("complete"):
+        intact = all(out.shard_file(int(k)).is_file() for k in manifest["shards"])
+        if manifest.get("complete") and intact and (out.root / SUMMARY).is_file():
             log(f"{out.root}: run already complete, nothing to do")
             return json.loads((out.root / SUMMARY).read_text())
         return _run_locked(config, files, out, manifest, make_engine, progress, log)
