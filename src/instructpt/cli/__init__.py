@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from .engines import engines
+from .finetune import eval_synthesizer, ft_data, train_synthesizer
 from .mix import mix
 from .run import run
 from .synthesize import synthesize
@@ -32,4 +33,7 @@ main.add_command(synthesize)
 main.add_command(templify)
 main.add_command(mix)
 main.add_command(run)
+main.add_command(ft_data)
+main.add_command(train_synthesizer)
+main.add_command(eval_synthesizer)
 main.add_command(engines)
