@@ -702,6 +702,12 @@ def _layout(fig: Any, x: str, y: str, **extra: Any) -> Any:
     return fig
 
 
+def _label(text: Any) -> str:
+    """Text for a plotly label: plotly reads a few HTML tags and entities in labels, so text from
+    the data (instructions, source names) is entity-escaped to be shown exactly as written."""
+    return html.escape(str(text), quote=False)
+
+
 def build_charts(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
     """[{id, title, caption, figure}] for the figures present: each figure a plotly JSON dict."""
     go = _plotly()
@@ -790,7 +796,7 @@ def build_charts(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
         top = list(reversed(syn["top_openings"]))
         fig = go.Figure(
             go.Bar(
-                y=[f"“{o}…”" for o, _ in top],
+                y=[_label(f"“{o}…”") for o, _ in top],
                 x=[c for _, c in top],
                 orientation="h",
                 marker_color=_BLUE,
@@ -855,12 +861,12 @@ def build_charts(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
         text = [f"{(s['token_share'] or 0):.1%}" for s in sources]
         fig = go.Figure(
             go.Bar(
-                x=[s["name"] for s in sources],
+                x=[_label(s["name"]) for s in sources],
                 y=[s["tokens_selected"] for s in sources],
                 text=text,
                 textposition="auto",
                 marker_color=_BLUE,
-                customdata=[s["sampling"] for s in sources],
+                customdata=[_label(s["sampling"]) for s in sources],
                 hovertemplate="%{x}: %{y:,} tokens (%{text}), %{customdata}<extra></extra>",
             )
         )
@@ -884,17 +890,15 @@ def build_charts(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
         fig = go.Figure(
             [
                 go.Bar(
-                    name=stage,
-                    x=reasons,
+                    name=_label(stage),
+                    x=[_label(r) for r in reasons],
                     y=[by.get(r, 0) for r in reasons],
                     hovertemplate="%{fullData.name}: %{x} %{y}<extra></extra>",
                 )
                 for stage, by in rejects.items()
             ]
         )
-        _layout(
-            fig, "", "records", barmode="stack", showlegend=True, legend={"orientation": "h", "y": 1.1}
-        )
+        _layout(fig, "", "records", barmode="stack", showlegend=True, legend={"orientation": "h", "y": 1.1})
         charts.append(
             (
                 "rejects",
@@ -985,10 +989,9 @@ def headline(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
             card(
                 "Throughput",
                 f"{last['documents_per_s']:,.1f} docs/s",
-                f"{last.get('raw_tokens_per_s', 0):,.0f} raw and "
-                f"{last.get('generated_tokens_per_s', 0):,.0f} generated tokens/s; "
-                f"last invocation, {last['documents']:,} documents in "
-                f"{last.get('seconds', 0):,.1f} s, engine {syn['engine']}",
+                f"{last.get('raw_tokens_per_s', 0):,.0f} raw, {last.get('generated_tokens_per_s', 0):,.0f} "
+                f"generated tokens/s; last invocation: {last['documents']:,} documents in "
+                f"{last.get('seconds', 0):,.1f} s ({syn['engine']})",
             )
         elif syn["throughput"]["documents_per_shard_second"]:
             card(
@@ -1011,10 +1014,19 @@ def headline(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
         )
         if mix["sources"]:
             card(
-                "Tokens per source",
-                " · ".join(f"{s['name']} {_pct(s['token_share'])}" for s in mix["sources"]),
+                "Token share per source",
+                " : ".join(_pct(s["token_share"]) for s in mix["sources"]),
                 "; ".join(
-                    f"{s['name']}: {_num(s['tokens_selected'])} ({s['sampling']})" for s in mix["sources"]
+                    f"{s['name']} {_num(s['tokens_selected'])} tokens ({s['sampling']})"
+                    for s in mix["sources"]
+                ),
+            )
+            rejected = sum(s["rejected"] for s in mix["sources"])
+            card(
+                "Rejected in mix",
+                _num(rejected),
+                "; ".join(
+                    f"{s['name']} {s['rejected']:,} ({_pct(s['rejected_share'])})" for s in mix["sources"]
                 ),
                 "mix_rejected",
             )
