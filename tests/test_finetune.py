@@ -191,3 +191,19 @@ def test_training_lowers_the_loss_and_the_model_loads_in_the_hf_engine(tmp_path,
     assert completion.n_tokens > 0
     if not lora:  # full fine-tuning memorizes the tiny set well enough to write a parseable pair
         assert parse_pairs(completion.text)
+
+
+@pytest.mark.slow
+def test_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model):
+    from instructpt.finetune.train import TrainConfig, train_synthesizer
+
+    data = tmp_path / "ft"
+    data.mkdir()
+    (data / "d.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in records(4)))
+    config = TrainConfig(base=str(tiny_model), data=str(data), output=str(tmp_path / "o"), max_len=256,
+                         max_steps=6, save_steps=3, batch_size=1, grad_accum=1)  # fmt: skip
+    first = train_synthesizer(config, log=lambda m: None)
+    assert not first["resumed"] and (tmp_path / "o" / "checkpoint-6").is_dir()
+    config.max_steps = 9
+    second = train_synthesizer(config, log=lambda m: None)
+    assert second["resumed"] and second["steps"] == 9

@@ -52,9 +52,9 @@ def report(paths: tuple[str, ...], output: str, samples: int, seed: int, as_json
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     alerts = result["alerts"]
-    found = "; ".join(a["message"] for a in alerts) if alerts else "no alerts"
-    click.echo(
+    lines = [
         f"{output}: {len(result['charts'])} charts, {len(result['samples'])} samples, "
-        f"{result['bytes'] / 1e6:.1f} MB; {len(alerts)} alert(s): {found}",
-        err=True,
-    )
+        f"{result['bytes'] / 1e6:.1f} MB, {len(alerts) or 'no'} alert{'' if len(alerts) == 1 else 's'}"
+    ]
+    lines += [f"  alert: {a['message']}" for a in alerts]
+    click.echo("\n".join(lines), err=True)
