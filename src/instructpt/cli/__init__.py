@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from .engines import engines
+from .evaluate import evaluate
 from .finetune import eval_synthesizer, ft_data, train_synthesizer
 from .mix import mix
 from .run import run
@@ -36,4 +37,5 @@ main.add_command(run)
 main.add_command(ft_data)
 main.add_command(train_synthesizer)
 main.add_command(eval_synthesizer)
+main.add_command(evaluate)
 main.add_command(engines)
