@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 .PHONY: test test-fast demo lint bench clean
 
 $(STAMP): pyproject.toml
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo "chromium not installed: browser tests will be skipped"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
@@ -30,9 +31,11 @@ demo: $(STAMP)
 	$(BIN)/instructpt run examples/demo.yaml
 	$(BIN)/python examples/show_output.py demo-out/run/synthesized
 	$(BIN)/python examples/show_texts.py demo-out/run/augmented
+	$(BIN)/instructpt report demo-out/run -o demo-out/report.html
 	@echo "\nOutputs: demo-out/run/synthesized (documents + pairs, rejects.jsonl, summary.json)"
 	@echo "         demo-out/run/augmented   (instruction-augmented texts, summary.json)"
 	@echo "         demo-out/run/train       (Megatron .bin/.idx shards, manifest.json)"
+	@echo "         demo-out/report.html     (open it in a browser: figures, charts, alerts, samples)"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synthesize_overhead.py

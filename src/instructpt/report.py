@@ -46,21 +46,9 @@ DUPLICATE_SAMPLE_CAP = 500_000  # instruction hashes kept; past it the hash samp
 SAMPLE_TEXT_CHARS = 20_000  # longer texts are cut in the page (their length is stated)
 BATCH_ROWS = 1024
 
-_SYNTH_COLUMNS = (
-    "id",
-    "doc_id",
-    "part",
-    "n_parts",
-    "pairs",
-    "chain_id",
-    "round",
-    "inherits",
-    "n_context",
-    "prompt_tokens",
-    "generated_tokens",
-    "finish_reason",
-    "source",
-)
+# What the statistics need of a synthesize record; the text is read only for sampled entries.
+_SYNTH_COLUMNS = ("id", "doc_id", "part", "n_parts", "pairs", "chain_id", "round", "inherits", "n_context",
+                  "prompt_tokens", "generated_tokens", "finish_reason", "source")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,6 +349,7 @@ def _synthesize_figures(
     figures = {
         "folder": str(folder),
         "complete": bool(manifest.get("complete")),
+        "fingerprint": manifest.get("fingerprint"),
         "engine": settings.get("engine"),
         "model": settings.get("model"),
         "rounds": settings.get("rounds"),
@@ -418,11 +407,11 @@ def _templify_figures(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     summary = _read_json(folder / SUMMARY)
     if summary is None:  # an unfinished run: add up the recorded shards' stats
         from .templify import TemplifyStats
-        from .templify_run import _stats_from_json
+        from .templify_run import stats_from_json
 
         total = TemplifyStats()
         for shard in (manifest.get("shards") or {}).values():
-            total.add(_stats_from_json(shard["stats"]))
+            total.add(stats_from_json(shard["stats"]))
         summary = total.to_dict()
     keys = (
         "texts",
@@ -601,8 +590,8 @@ def alerts_for(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
                 )
             )
     tem = figures.get("templify")
-    if syn and tem and tem.get("source_fingerprint") and figures.get("_synthesize_fingerprint"):
-        if tem["source_fingerprint"] != figures["_synthesize_fingerprint"]:
+    if syn and tem and tem.get("source_fingerprint") and syn.get("fingerprint"):
+        if tem["source_fingerprint"] != syn["fingerprint"]:
             out.append(
                 _alert(
                     "templify_source",
@@ -667,7 +656,6 @@ def analyze(paths: Iterable[str | Path], sample_size: int = 50, seed: int = 0) -
     if "synthesize" in stages:
         folder, manifest = stages["synthesize"]
         figures["synthesize"], sample = _synthesize_figures(folder, manifest, sample_size, seed)
-        figures["_synthesize_fingerprint"] = manifest.get("fingerprint")
     if "templify" in stages:
         folder, manifest = stages["templify"]
         figures["templify"] = _templify_figures(folder, manifest)
@@ -676,7 +664,6 @@ def analyze(paths: Iterable[str | Path], sample_size: int = 50, seed: int = 0) -
     if "mix" in stages:
         figures["mix"] = _mix_figures(*stages["mix"])
     alerts = alerts_for(figures)
-    figures.pop("_synthesize_fingerprint", None)
     return {"figures": figures, "alerts": alerts, "sample": sample, "has_templify": "templify" in stages}
 
 
@@ -1198,7 +1185,7 @@ def render(analysis: Mapping[str, Any], charts: list[dict[str, Any]], plotly_js:
     folders = [f"{stage}: {figures[stage]['folder']}" for stage in STAGES if stage in figures]
     parts = [
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
-        f'<meta http-equiv="Content-Security-Policy" content="{esc(_CSP)}">\n',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n',  # a constant, no quotes
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
         "<title>instructpt report</title>\n<style>",
         _CSS,

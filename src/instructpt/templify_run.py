@@ -58,7 +58,7 @@ def library_fingerprint() -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _stats_to_json(stats: TemplifyStats) -> dict[str, Any]:
+def stats_to_json(stats: TemplifyStats) -> dict[str, Any]:
     return {
         "texts": stats.texts, "documents": stats.documents, "pairs_rendered": stats.pairs_rendered,
         "inversions": stats.inversions, "modes": dict(stats.modes), "families": dict(stats.families),
@@ -67,7 +67,7 @@ def _stats_to_json(stats: TemplifyStats) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _stats_from_json(data: dict[str, Any]) -> TemplifyStats:
+def stats_from_json(data: dict[str, Any]) -> TemplifyStats:
     stats = TemplifyStats(data["texts"], data["documents"], data["pairs_rendered"], data["inversions"])
     stats.modes.update(data["modes"])
     stats.families.update(data["families"])
@@ -118,12 +118,12 @@ def run_templify(
             write_atomic(out.shard_file(index), encode_texts(texts, fmt))
             done[key] = {
                 "file": str(out.shard_file(index).relative_to(out.root)),
-                "stats": _stats_to_json(stats),
+                "stats": stats_to_json(stats),
             }
             out.write_manifest(manifest)
         total = TemplifyStats()
         for shard in done.values():
-            total.add(_stats_from_json(shard["stats"]))
+            total.add(stats_from_json(shard["stats"]))
         summary = {"seed": seed, "shards": len(done), **total.to_dict()}
         write_json(out.root / SUMMARY, summary)
         manifest["complete"] = True

@@ -9,6 +9,7 @@ from .engines import engines
 from .evaluate import evaluate
 from .finetune import eval_synthesizer, ft_data, train_synthesizer
 from .mix import mix
+from .report import report
 from .run import run
 from .synthesize import synthesize
 from .templify import templify
@@ -26,6 +27,7 @@ def main() -> None:
       instructpt synthesize corpus.jsonl -o out/ --rounds 2
       instructpt templify out/ -o augmented/
       instructpt mix --augmented augmented/ --raw rest/ --tokenizer TOKENIZER -o train/
+      instructpt report runs/domain -o report.html
     Rerun the same command after a crash to finish the rest.
     """
 
@@ -38,4 +40,5 @@ main.add_command(ft_data)
 main.add_command(train_synthesizer)
 main.add_command(eval_synthesizer)
 main.add_command(evaluate)
+main.add_command(report)
 main.add_command(engines)
