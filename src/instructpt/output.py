@@ -31,7 +31,8 @@ SUMMARY = "summary.json"
 REJECTS = "rejects.jsonl"
 DATA_DIR = "data"
 REJECTS_DIR = "rejects"
-OUR_NAMES = (MANIFEST, SUMMARY, REJECTS, DATA_DIR, REJECTS_DIR, ".lock")
+SHARDS_DIR = "shards"  # one completion marker per shard: shards/part-00000.json
+OUR_NAMES = (MANIFEST, SUMMARY, REJECTS, DATA_DIR, REJECTS_DIR, SHARDS_DIR, ".lock")
 FORMATS = ("parquet", "jsonl")
 MANIFEST_VERSION = 1
 
@@ -98,7 +99,8 @@ def encode_rejects(rejects: Iterable[Reject]) -> bytes:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that a crash leaves the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # The pid keeps concurrent writers (workers of one run) off each other's temporary files.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -125,6 +127,9 @@ class OutputDir:
     def shard_file(self, index: int) -> Path:
         return self.root / DATA_DIR / f"part-{index:05d}.{self.fmt}"
 
+    def marker_file(self, index: int) -> Path:
+        return self.root / SHARDS_DIR / f"part-{index:05d}.json"
+
     def shard_rejects_file(self, index: int) -> Path:
         return self.root / REJECTS_DIR / f"part-{index:05d}.jsonl"
 
@@ -141,7 +146,9 @@ class OutputDir:
         """Names in the folder that a run of ours did not write."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.name not in OUR_NAMES)
+        return sorted(
+            p.name for p in self.root.iterdir() if p.name not in OUR_NAMES and not p.name.startswith(".lock")
+        )
 
     def clear(self) -> None:
         """Remove what an earlier run wrote (for --overwrite); other files stay."""
@@ -157,10 +164,11 @@ class OutputDir:
                 path.unlink()
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the folder's lock: a second run writing into it fails at once."""
+    def locked(self, name: str = ".lock") -> Iterator[None]:
+        """Hold the folder's lock `name`: a second process taking it fails at once. Workers of
+        one run take a lock of their own (".lock-w3-of-8")."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as lock:
+        with open(self.root / name, "w") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -207,13 +215,26 @@ class OutputDir:
         return manifest
 
     def remove_temp_files(self) -> None:
-        for folder in (self.root, self.root / DATA_DIR, self.root / REJECTS_DIR):
+        """Remove temporary files left by dead writers (a live writer's are kept)."""
+        for folder in (self.root, self.root / DATA_DIR, self.root / REJECTS_DIR, self.root / SHARDS_DIR):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
-                    tmp.unlink()
+                    pid = tmp.name.rsplit(".", 2)[-2]
+                    if not (pid.isdigit() and _alive(int(pid))):
+                        tmp.unlink(missing_ok=True)
 
 
 def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
     diffs = [d if len(d) < 120 else d[:117] + "..." for d in diffs]
     return "; ".join(diffs) or "format version"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

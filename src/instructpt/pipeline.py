@@ -24,6 +24,7 @@ from .errors import UsageError
 from .output import (
     FORMATS,
     REJECTS,
+    SHARDS_DIR,
     SUMMARY,
     OutputDir,
     encode_entries,
@@ -150,115 +151,218 @@ def run_synthesis(
     make_engine: Callable[[], Engine],
     progress: bool | None = None,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    num_workers: int = 1,
+    worker_index: int = 0,
 ) -> dict[str, Any]:
     """Synthesize `config.inputs` into `config.output`, resuming what is there.
 
-    `make_engine` is called only if some shard still needs computing. Returns the
-    summary (also written to summary.json).
+    With `num_workers` > 1 this process is static worker `worker_index` and computes only the
+    shards whose index is congruent to it; the run is finalized by whichever worker finds
+    every shard done. `make_engine` is called only if a shard of ours still needs computing.
+    Returns the summary (also written to summary.json).
     """
+    if not 0 <= worker_index < num_workers:
+        raise UsageError(f"--worker-index must be in 0..{num_workers - 1}, got {worker_index}")
+    files, out, manifest = open_synthesis(config, lock=_lock_name(num_workers, worker_index))
+    with out.locked(_lock_name(num_workers, worker_index)):
+        if _finished(out, manifest):
+            log(f"{out.root}: run already complete, nothing to do")
+            return json.loads((out.root / SUMMARY).read_text())
+        runner = ShardRunner(config, out)
+        engine: Engine | None = None
+        total = estimate_records(files) if progress is not False and num_workers == 1 else None
+        if config.limit is not None:
+            total = config.limit if total is None else min(total, config.limit)
+        bar = Progress(progress, total=total)
+        n_shards = 0
+        try:
+            for index, docs, rejects in runner.shards(files):
+                n_shards = index + 1
+                if index % num_workers != worker_index:
+                    continue
+                if runner.done(index):
+                    bar.skipped(len(docs))
+                    continue
+                if engine is None:
+                    engine = make_engine()
+                    manifest["engine"] = engine.describe()
+                    bar.started = time.monotonic()  # throughput excludes loading the model
+                marker = runner.run(index, docs, rejects, engine)
+                if num_workers == 1:
+                    manifest["shards"][str(index)] = marker
+                    out.write_manifest(manifest)  # progress for readers; the marker is what counts
+                bar.computed(Counts(dict(marker["counts"])))
+        finally:
+            bar.close()
+            if engine is not None:
+                engine.close()
+        runner.record_shard_count(n_shards)
+        summary = finalize(out, manifest, bar, log)
+    return summary
+
+
+def _lock_name(num_workers: int, worker_index: int) -> str:
+    return ".lock" if num_workers == 1 else f".lock-w{worker_index}-of-{num_workers}"
+
+
+def open_synthesis(
+    config: SynthesisConfig, lock: str = ".lock"
+) -> tuple[list[Path], OutputDir, dict[str, Any]]:
+    """Validate `config`, expand its inputs, and open (or create) its output folder's manifest."""
     if config.shard_size < 1:
         raise UsageError(f"--shard-size must be at least 1, got {config.shard_size}")
     if config.format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
     files = expand_inputs(config.inputs)
     out = OutputDir(config.output, config.format)
-    with out.locked():
+    with out.locked(lock):
         manifest = out.open_run(config.fingerprint_settings(files), config.overwrite)
-        intact = all(out.shard_file(int(k)).is_file() for k in manifest["shards"])
-        if manifest.get("complete") and intact and (out.root / SUMMARY).is_file():
-            log(f"{out.root}: run already complete, nothing to do")
-            return json.loads((out.root / SUMMARY).read_text())
-        return _run_locked(config, files, out, manifest, make_engine, progress, log)
+    return files, out, manifest
 
 
-def _run_locked(
-    config: SynthesisConfig,
-    files: list[Path],
-    out: OutputDir,
-    manifest: dict[str, Any],
-    make_engine: Callable[[], Engine],
-    progress_enabled: bool | None,
-    log: Callable[[str], None],
-) -> dict[str, Any]:
-    done: dict[str, Any] = manifest["shards"]
-    engine: Engine | None = None
-    reader = CorpusReader(files, config.text_field, config.id_field)
-    total = estimate_records(files) if progress_enabled is not False else None
-    if config.limit is not None:
-        total = config.limit if total is None else min(total, config.limit)
-    bar = Progress(progress_enabled, total=total)
-    try:
-        for index, (docs, rejects) in enumerate(iter_shards(reader, config.shard_size, config.limit)):
-            if config.strict and rejects:
+def _finished(out: OutputDir, manifest: dict[str, Any]) -> bool:
+    intact = all(out.shard_file(int(k)).is_file() for k in manifest.get("shards", {}))
+    return bool(manifest.get("complete")) and intact and (out.root / SUMMARY).is_file()
+
+
+class ShardRunner:
+    """Computes one shard and writes it: data, rejects, then its completion marker.
+
+    Any process may run any shard (a local loop, a static worker, a Ray actor): the shard's
+    bytes depend only on its documents and the settings, and the marker, written last, is the
+    only thing that says it is done.
+    """
+
+    def __init__(self, config: SynthesisConfig, out: OutputDir) -> None:
+        self.config = config
+        self.out = out
+
+    def shards(self, files: Sequence[Path]) -> Iterator[tuple[int, list[Document], list[Reject]]]:
+        reader = CorpusReader(files, self.config.text_field, self.config.id_field)
+        shards = iter_shards(reader, self.config.shard_size, self.config.limit)
+        for index, (docs, rejects) in enumerate(shards):
+            if self.config.strict and rejects:
                 r = rejects[0]
                 raise UsageError(f"{r.source}: {r.reason} ({r.detail}); without --strict it is skipped")
-            key = str(index)
-            if key in done and out.shard_file(index).is_file():
-                bar.skipped(len(docs))
-                continue
-            if engine is None:
-                engine = make_engine()
-                manifest["engine"] = engine.describe()
-                bar.started = time.monotonic()  # throughput excludes loading the model
-            started = time.monotonic()
-            result = synthesize_batch(docs, engine, config.rounds, chain_prefix=f"{index:05d}-")
-            all_rejects = rejects + result.rejects  # unreadable inputs, then documents skipped as too long
-            result.counts.add("rejected_inputs", len(rejects))
-            for r in rejects:
-                result.counts.add(f"rejected.{r.reason}")
-            write_atomic(
-                out.shard_file(index),
-                encode_entries(result.entries, config.format, config.rounds.keep_generations),
-            )
-            if all_rejects:
-                write_atomic(out.shard_rejects_file(index), encode_rejects(all_rejects))
-            done[key] = {
-                "file": str(out.shard_file(index).relative_to(out.root)),
-                "rejects_file": str(out.shard_rejects_file(index).relative_to(out.root))
-                if all_rejects
-                else None,
-                "counts": result.counts.to_dict(),
-                "seconds": round(time.monotonic() - started, 3),
-            }
-            out.write_manifest(manifest)  # the shard counts as done from here on
-            bar.computed(result.counts)
-            _write_summary(out, manifest, bar, final=False)
-        n_shards = len(done)
-        _merge_rejects(out, manifest)
+            yield index, docs, rejects
+
+    def done(self, index: int) -> bool:
+        return self.out.marker_file(index).is_file() and self.out.shard_file(index).is_file()
+
+    def run(self, index: int, docs: list[Document], rejects: list[Reject], engine: Engine) -> dict[str, Any]:
+        config, out = self.config, self.out
+        started = time.monotonic()
+        result = synthesize_batch(docs, engine, config.rounds, chain_prefix=f"{index:05d}-")
+        all_rejects = rejects + result.rejects  # unreadable inputs, then documents skipped as too long
+        result.counts.add("rejected_inputs", len(rejects))
+        for r in rejects:
+            result.counts.add(f"rejected.{r.reason}")
+        write_atomic(out.shard_file(index), encode_entries(result.entries, config.format,
+                                                           config.rounds.keep_generations))  # fmt: skip
+        if all_rejects:
+            write_atomic(out.shard_rejects_file(index), encode_rejects(all_rejects))
+        marker = {
+            "file": str(out.shard_file(index).relative_to(out.root)),
+            "rejects_file": str(out.shard_rejects_file(index).relative_to(out.root)) if all_rejects else None,
+            "counts": result.counts.to_dict(),
+            "seconds": round(time.monotonic() - started, 3),
+            "finished_at": round(time.time(), 3),
+        }
+        write_json(out.marker_file(index), marker)  # the shard counts as done from here on
+        return marker
+
+    def record_shard_count(self, n: int) -> None:
+        """Every process that read the whole input knows how many shards there are."""
+        write_json(self.out.root / SHARDS_DIR / "count.json", {"shards": n})
+
+
+def read_markers(out: OutputDir) -> dict[int, dict[str, Any]]:
+    folder = out.root / SHARDS_DIR
+    markers = {}
+    if folder.is_dir():
+        for path in folder.glob("part-*.json"):
+            markers[int(path.stem.split("-")[1])] = json.loads(path.read_text())
+    return markers
+
+
+def shard_count(out: OutputDir) -> int | None:
+    path = out.root / SHARDS_DIR / "count.json"
+    return json.loads(path.read_text())["shards"] if path.is_file() else None
+
+
+def finalize(out: OutputDir, manifest: dict[str, Any], bar: Progress | None, log: Callable[[str], None]
+             ) -> dict[str, Any]:  # fmt: skip
+    """Write summary.json; when every shard is done, also rejects.jsonl and the complete manifest."""
+    markers = read_markers(out)
+    n = shard_count(out)
+    complete = n is not None and all(i in markers and out.shard_file(i).is_file() for i in range(n))
+    if complete:
+        names = [markers[i]["rejects_file"] for i in range(n) if markers[i]["rejects_file"]]
+        chunks = [(out.root / name).read_bytes() for name in names]
+        write_atomic(out.root / REJECTS, b"".join(chunks))
+        manifest["shards"] = {str(i): markers[i] for i in range(n)}
         manifest["complete"] = True
-        manifest["shard_count"] = n_shards
+        manifest["shard_count"] = n
         out.write_manifest(manifest)
-        summary = _write_summary(out, manifest, bar, final=True)
-    finally:
-        bar.close()
-        if engine is not None:
-            engine.close()
+    elif n is not None:
+        log(f"{out.root}: {len(markers)} of {n} shards done; the rest belong to other workers")
+    summary = _summary(markers, complete, bar)
+    write_json(out.root / SUMMARY, summary)
     if summary["documents"] == 0 and summary["rejected_inputs"]:
         top = max(summary["rejected_by_reason"].items(), key=lambda kv: kv[1])
         log(f"warning: no document was usable; most rejects: {top[0]} ({top[1]}), see {out.root / REJECTS}")
     return summary
 
 
-def _merge_rejects(out: OutputDir, manifest: dict[str, Any]) -> None:
-    chunks = []
-    for key in sorted(manifest["shards"], key=int):
-        name = manifest["shards"][key]["rejects_file"]
-        if name:
-            chunks.append((out.root / name).read_bytes())
-    write_atomic(out.root / REJECTS, b"".join(chunks))
-
-
-def _write_summary(out: OutputDir, manifest: dict[str, Any], bar: Progress, final: bool) -> dict[str, Any]:
+def _summary(markers: dict[int, dict[str, Any]], complete: bool, bar: Progress | None) -> dict[str, Any]:
     total = Counts()
-    for shard in manifest["shards"].values():
-        total.update(shard["counts"])
+    for marker in markers.values():
+        total.update(marker["counts"])
     summary = summarize(total)
-    summary["complete"] = final
-    summary["shards"] = len(manifest["shards"])
-    summary["this_run"] = throughput(bar.counts, time.monotonic() - bar.started)
-    summary["this_run"]["documents"] = bar.counts["documents"]
-    write_json(out.root / SUMMARY, summary)
+    summary["complete"] = complete
+    summary["shards"] = len(markers)
+    if bar is not None:
+        summary["this_run"] = throughput(bar.counts, time.monotonic() - bar.started)
+        summary["this_run"]["documents"] = bar.counts["documents"]
     return summary
+
+
+def synthesis_status(folder: str | Path) -> dict[str, Any]:
+    """Done/total shards, documents, throughput, ETA and failures of a (possibly running) run."""
+    out = OutputDir(folder)
+    manifest = out.read_manifest()
+    if manifest is None or "settings" not in manifest or "rounds" not in manifest["settings"]:
+        raise UsageError(f"{folder} is not an `instructpt synthesize` output folder (no manifest.json)")
+    markers = read_markers(out)
+    n = shard_count(out)
+    failures = []
+    folder_path = out.root / SHARDS_DIR
+    if folder_path.is_dir():
+        for path in sorted(folder_path.glob("part-*.failed.json")):
+            index = int(path.name.split(".")[0].split("-")[1])
+            if index not in markers:
+                failures.append({"shard": index, **json.loads(path.read_text())})
+    total = Counts()
+    for marker in markers.values():
+        total.update(marker["counts"])
+    busy = sum(m["seconds"] for m in markers.values())
+    finished = sorted(m.get("finished_at", 0) for m in markers.values())
+    wall = finished[-1] - (finished[0] - markers[min(markers)]["seconds"]) if len(finished) > 1 else busy
+    rate = len(markers) / wall if wall > 0 else 0.0
+    remaining = (n - len(markers)) if n is not None else None
+    return {
+        "folder": str(out.root),
+        "complete": bool(manifest.get("complete")),
+        "shards_done": len(markers),
+        "shards_total": n,
+        "documents_done": total["documents"],
+        "pairs": total["pairs"],
+        "shards_per_hour": round(rate * 3600, 2),
+        "documents_per_s": round(total["documents"] / wall, 3) if wall > 0 else 0.0,
+        "generated_tokens_per_s": round(total["generated_tokens"] / wall, 1) if wall > 0 else 0.0,
+        "eta_seconds": round(remaining / rate) if remaining is not None and rate > 0 else None,
+        "failures": failures,
+    }
 
 
 def summarize(total: Counts) -> dict[str, Any]:
