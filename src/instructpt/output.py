@@ -147,7 +147,9 @@ class OutputDir:
         if not self.root.is_dir():
             return []
         return sorted(
-            p.name for p in self.root.iterdir() if p.name not in OUR_NAMES and not p.name.startswith(".lock")
+            p.name
+            for p in self.root.iterdir()
+            if p.name not in OUR_NAMES and not p.name.startswith(".lock") and not p.name.endswith(".tmp")
         )
 
     def clear(self) -> None:

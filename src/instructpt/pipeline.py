@@ -187,7 +187,11 @@ def run_synthesis(
                     engine = make_engine()
                     manifest["engine"] = engine.describe()
                     bar.started = time.monotonic()  # throughput excludes loading the model
-                marker = runner.run(index, docs, rejects, engine)
+                try:
+                    marker = runner.run(index, docs, rejects, engine)
+                except Exception as exc:
+                    runner.record_failure(index, exc)
+                    raise
                 if num_workers == 1:
                     manifest["shards"][str(index)] = marker
                     out.write_manifest(manifest)  # progress for readers; the marker is what counts
@@ -271,6 +275,11 @@ class ShardRunner:
         write_json(out.marker_file(index), marker)  # the shard counts as done from here on
         return marker
 
+    def record_failure(self, index: int, exc: BaseException) -> None:
+        """Leave a note for `instructpt status`; a later successful run of the shard supersedes it."""
+        note = {"error": f"{type(exc).__name__}: {str(exc)[:500]}", "at": round(time.time(), 3)}
+        write_json(self.out.root / SHARDS_DIR / f"part-{index:05d}.failed.json", note)
+
     def record_shard_count(self, n: int) -> None:
         """Every process that read the whole input knows how many shards there are."""
         write_json(self.out.root / SHARDS_DIR / "count.json", {"shards": n})
@@ -281,7 +290,8 @@ def read_markers(out: OutputDir) -> dict[int, dict[str, Any]]:
     markers = {}
     if folder.is_dir():
         for path in folder.glob("part-*.json"):
-            markers[int(path.stem.split("-")[1])] = json.loads(path.read_text())
+            if not path.name.endswith(".failed.json"):
+                markers[int(path.stem.split("-")[1])] = json.loads(path.read_text())
     return markers
 
 

@@ -11,6 +11,7 @@ from .finetune import eval_synthesizer, ft_data, train_synthesizer
 from .mix import mix
 from .report import report
 from .run import run
+from .status import merge, status
 from .synthesize import synthesize
 from .templify import templify
 
@@ -41,4 +42,6 @@ main.add_command(train_synthesizer)
 main.add_command(eval_synthesizer)
 main.add_command(evaluate)
 main.add_command(report)
+main.add_command(status)
+main.add_command(merge)
 main.add_command(engines)

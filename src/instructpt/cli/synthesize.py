@@ -107,6 +107,42 @@ from .common import user_errors
     help="hf engine: most prompt+generated tokens per batch [default: 65536 GPU, 16384 CPU].",
 )
 @click.option("--trust-remote-code", is_flag=True, help="Allow custom model code from the model folder.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this process (or one static worker, see --num-workers); ray: actors on a Ray "
+    "cluster (RAY_ADDRESS, or a local one started here).",
+)
+@click.option(
+    "--num-workers",
+    type=int,
+    default=None,
+    help="Static sharding: how many workers split the shards (Slurm arrays, indexed jobs); with "
+    "--executor ray: how many actors [default: GPUs / --gpus-per-worker, else CPUs].",
+)
+@click.option(
+    "--worker-index",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Static sharding: this worker's index, 0..num-workers-1 (e.g. $SLURM_ARRAY_TASK_ID).",
+)
+@click.option(
+    "--gpus-per-worker",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Ray: GPUs per actor (1 for a 7B model on one GPU; with tensor parallelism, more).",
+)
+@click.option(
+    "--max-retries",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Ray: times a shard is resubmitted after its worker died.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout when done.")
 @user_errors
@@ -132,6 +168,11 @@ def synthesize(
     device: str,
     max_batch_tokens: int | None,
     trust_remote_code: bool,
+    executor: str,
+    num_workers: int | None,
+    worker_index: int,
+    gpus_per_worker: float,
+    max_retries: int,
     progress: bool | None,
     as_json: bool,
 ) -> None:
@@ -172,11 +213,22 @@ def synthesize(
         max_batch_tokens=max_batch_tokens,
         trust_remote_code=trust_remote_code,
     )
-    summary = run_synthesis(config, lambda: create_engine(engine_name, options), progress=progress)
+    if executor == "ray":
+        from ..ray_executor import run_ray
+
+        summary = run_ray(config, engine_name, options, num_workers=num_workers, progress=progress,
+                          gpus_per_worker=gpus_per_worker, max_retries=max_retries)  # fmt: skip
+    else:
+        summary = run_synthesis(config, lambda: create_engine(engine_name, options), progress=progress,
+                                num_workers=num_workers or 1, worker_index=worker_index)  # fmt: skip
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    rate = summary["this_run"]
+    rate = summary.get("this_run") or {
+        "documents_per_s": 0,
+        "raw_tokens_per_s": 0,
+        "generated_tokens_per_s": 0,
+    }
     click.echo(
         f"{summary['documents']} documents -> {summary['entries']} entries, {summary['pairs']} pairs "
         f"({summary['pairs_per_entry']:.2f}/entry); {summary['rejected_inputs']} inputs rejected; "
