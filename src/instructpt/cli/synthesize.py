@@ -108,6 +108,34 @@ from .common import user_errors
 )
 @click.option("--trust-remote-code", is_flag=True, help="Allow custom model code from the model folder.")
 @click.option(
+    "--base-url",
+    "base_urls",
+    multiple=True,
+    help="openai engine: an OpenAI-compatible server, e.g. http://localhost:8000/v1; repeat the "
+    "option to spread requests over several (failing ones are retried elsewhere).",
+)
+@click.option(
+    "--concurrency",
+    type=int,
+    default=64,
+    show_default=True,
+    help="openai engine: requests in flight per server.",
+)
+@click.option(
+    "--prompt-format",
+    type=click.Choice(["ids", "text"]),
+    default="ids",
+    show_default=True,
+    help="openai engine: send prompts as token ids (one BOS guaranteed) or as text with "
+    "add_special_tokens=false.",
+)
+@click.option(
+    "--api-key-env",
+    default="OPENAI_API_KEY",
+    show_default=True,
+    help="openai engine: environment variable holding the API key (never logged).",
+)
+@click.option(
     "--executor",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -168,6 +196,10 @@ def synthesize(
     device: str,
     max_batch_tokens: int | None,
     trust_remote_code: bool,
+    base_urls: tuple[str, ...],
+    concurrency: int,
+    prompt_format: str,
+    api_key_env: str,
     executor: str,
     num_workers: int | None,
     worker_index: int,
@@ -212,6 +244,12 @@ def synthesize(
         device=device,
         max_batch_tokens=max_batch_tokens,
         trust_remote_code=trust_remote_code,
+        extra={
+            "base_urls": list(base_urls),
+            "concurrency": concurrency,
+            "prompt_format": prompt_format,
+            "api_key_env": api_key_env,
+        },
     )
     if executor == "ray":
         from ..ray_executor import run_ray

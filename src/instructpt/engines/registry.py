@@ -126,6 +126,13 @@ register_engine(
     auto_priority=10,
 )
 register_engine(
+    "openai",
+    "instructpt.engines.openai:OpenAIEngine.from_options",
+    description="OpenAI-compatible servers (vLLM, SGLang, TGI, ...), one or many --base-url",
+    requires=("httpx",),
+    extra="openai",
+)
+register_engine(
     "rules",
     "instructpt.engines.rules:RulesEngine.from_options",
     description="no model: deterministic cloze/fact pairs from the text (demo and tests)",

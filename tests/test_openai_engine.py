@@ -1,0 +1,113 @@
+"""The OpenAI-compatible engine against local HTTP servers: token-id prompts, fan-out, failover."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from instructpt.engines.base import Request
+from instructpt.engines.openai import OpenAIEngine
+from instructpt.engines.rules import respond
+from instructpt.errors import UsageError
+from instructpt.format import build_prompt
+
+from .test_pipeline import make_corpus, snapshot
+
+
+def serve(tokenizer, model="tiny", max_model_len=4096, fail=False):
+    """A tiny /v1 server: the rules engine behind /v1/completions, or HTTP 503 when `fail`."""
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, code, body):
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._send(200, {"data": [{"id": model, "max_model_len": max_model_len}]})
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            if fail:
+                return self._send(503, {"error": "overloaded"})
+            prompt = body["prompt"]
+            text = (
+                tokenizer.backend.decode(prompt, skip_special_tokens=False)
+                if isinstance(prompt, list)
+                else prompt
+            )
+            out = respond(text)
+            self._send(200, {"choices": [{"text": out, "finish_reason": "stop"}],
+                             "usage": {"completion_tokens": len(tokenizer.encode(out)) + 1}})  # fmt: skip
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+
+
+@pytest.fixture
+def servers(tokenizer):
+    made = []
+
+    def make(**kwargs):
+        server, url, seen = serve(tokenizer, **kwargs)
+        made.append(server)
+        return url, seen
+
+    yield make
+    for server in made:
+        server.shutdown()
+
+
+def test_prompts_go_as_token_ids_with_greedy_settings(servers, tokenizer):
+    url, seen = servers()
+    engine = OpenAIEngine([url], "tiny", tokenizer, max_model_len=4096)
+    prompt = build_prompt("The river Elbe flows through Dresden. Therefore, it is a big river.")
+    (completion,) = engine.generate([Request(prompt, tokenizer.encode(prompt), 100)])
+    assert completion.text == respond(
+        tokenizer.backend.decode(tokenizer.encode(prompt), skip_special_tokens=False)
+    )
+    body = seen[0]
+    assert body["prompt"] == tokenizer.encode(prompt) and body["prompt"].count(tokenizer.token_id("<s>")) == 1
+    assert body["temperature"] == 0.0 and body["max_tokens"] == 100 and "add_special_tokens" not in body
+
+
+def test_a_failing_endpoint_is_retried_elsewhere_with_identical_output(servers, tokenizer, tmp_path):
+    from instructpt.pipeline import SynthesisConfig, run_synthesis
+
+    good, _ = servers()
+    bad, bad_seen = servers(fail=True)
+    corpus = make_corpus(tmp_path / "corpus.jsonl", n=20)
+
+    def run(out, urls):
+        engine = OpenAIEngine(urls, "tiny", tokenizer, concurrency=4, max_retries=6)
+        config = SynthesisConfig(inputs=[str(corpus)], output=str(tmp_path / out), model="tiny",
+                                 engine="openai", shard_size=10)  # fmt: skip
+        run_synthesis(config, lambda: engine, progress=False, log=lambda m: None)
+        return engine
+
+    run("one", [good])
+    engine = run("two", [bad, good])
+    assert bad_seen and engine.stats["failovers"] > 0
+    assert snapshot(tmp_path / "two") == snapshot(tmp_path / "one")
+
+
+def test_model_and_context_mismatch_are_clear_errors(servers, tokenizer):
+    url, _ = servers(model="other", max_model_len=2048)
+    with pytest.raises(UsageError, match=r"serves \['other'\], not 'tiny'"):
+        OpenAIEngine([url], "tiny", tokenizer)
+    with pytest.raises(UsageError, match="context of 2048 tokens"):
+        OpenAIEngine([url], "other", tokenizer, max_model_len=4096)
+    with pytest.raises(UsageError, match="cannot reach the server"):
+        OpenAIEngine(["http://127.0.0.1:9/v1"], "tiny", tokenizer)
