@@ -141,3 +141,25 @@ def test_estimate_records(tmp_path):
     assert estimate_records(expand_inputs([tmp_path])) == 3 + 2 + 1
     (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(b"{}\n"))
     assert estimate_records(expand_inputs([tmp_path])) is None
+
+
+def test_fsspec_urls_are_listed_and_streamed():
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    data = "".join(json.dumps(r) + "\n" for r in GOOD).encode()
+    fs.pipe("/bucket/corpus/a.jsonl", data)
+    fs.pipe("/bucket/corpus/b.jsonl.gz", gzip.compress(b'{"id": "z", "text": "Zipped."}\n'))
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.table({"text": ["From parquet."]}), buf)
+    fs.pipe("/bucket/corpus/c.parquet", buf.getvalue().to_pybytes())
+    fs.pipe("/bucket/corpus/notes.csv", b"ignored")
+    files = expand_inputs(["memory://bucket/corpus"])
+    assert [str(f) for f in files] == ["memory:///bucket/corpus/a.jsonl", "memory:///bucket/corpus/b.jsonl.gz",
+                                       "memory:///bucket/corpus/c.parquet"]  # fmt: skip
+    texts = [d.text for d in read_corpus(["memory://bucket/corpus"]) if isinstance(d, Document)]
+    assert texts == [t for _, t in EXPECTED] + ["Zipped.", "From parquet."]
+    assert [str(f) for f in expand_inputs(["memory://bucket/corpus/*.gz"])] == [
+        "memory:///bucket/corpus/b.jsonl.gz"
+    ]
+    with pytest.raises(UsageError, match="input not found: memory://bucket/nothing"):
+        expand_inputs(["memory://bucket/nothing"])

@@ -44,11 +44,71 @@ def file_kind(path: Path) -> str | None:
     return None
 
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files to read, in a stable order: folders recursively, globs expanded, sorted."""
-    files: list[Path] = []
+@dataclass(frozen=True)
+class RemotePath:
+    """A file behind an fsspec URL (s3://, gs://, hf://datasets/..., memory://), streamed."""
+
+    url: str
+
+    @property
+    def name(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def resolve(self) -> RemotePath:
+        return self
+
+
+InputFile = Path | RemotePath
+
+
+def is_url(item: str | Path) -> bool:
+    return "://" in str(item) and not str(item).startswith("file://")
+
+
+def _fsspec() -> Any:
+    try:
+        import fsspec
+    except ImportError:
+        from .errors import MissingExtraError
+
+        raise MissingExtraError("reading URLs", "remote", "fsspec") from None
+    return fsspec
+
+
+def _expand_url(url: str) -> list[RemotePath]:
+    fsspec = _fsspec()
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+        if glob.has_magic(root):
+            found = fs.glob(root)
+        elif fs.isdir(root):
+            found = fs.find(root)
+        elif fs.isfile(root):
+            found = [root]
+        else:
+            raise UsageError(f"input not found: {url}")
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a missing filesystem package or bad credentials
+        raise UsageError(f"cannot list {url}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    paths = [RemotePath(u) for u in sorted(fs.unstrip_protocol(p) for p in found)]
+    paths = [p for p in paths if file_kind(Path(p.name))]
+    if not paths:
+        raise UsageError(f"no .jsonl, .parquet or .txt files at {url}")
+    return paths
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[InputFile]:
+    """Files to read, in a stable order: folders recursively, globs expanded, sorted; URLs too."""
+    files: list[InputFile] = []
     for item in inputs:
-        path = Path(item)
+        if is_url(item):
+            files.extend(_expand_url(str(item)))
+            continue
+        path = Path(str(item).removeprefix("file://"))
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and file_kind(p))
             if not found:
@@ -58,15 +118,15 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             if file_kind(path) is None:
                 raise UsageError(f"{path}: unsupported file type; use .jsonl[.gz|.zst], .parquet or .txt")
             files.append(path)
-        elif glob.has_magic(str(item)):
-            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
+        elif glob.has_magic(str(path)):
+            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
             matches = [p for p in matches if p.is_file() and file_kind(p)]
             if not matches:
                 raise UsageError(f"no input files match {item}")
             files.extend(matches)
         else:
             raise UsageError(f"input not found: {item}")
-    unique: dict[Path, None] = {}
+    unique: dict[InputFile, None] = {}
     for f in files:
         unique.setdefault(f.resolve(), None)
     if not unique:
@@ -74,11 +134,24 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return list(unique)
 
 
+def file_size(f: InputFile) -> int:
+    if isinstance(f, RemotePath):
+        fs, root = _fsspec().core.url_to_fs(f.url)
+        return int(fs.size(root))
+    return f.stat().st_size
+
+
+def open_raw(f: InputFile) -> IO[bytes]:
+    if isinstance(f, RemotePath):
+        return _fsspec().open(f.url, "rb").open()
+    return open(f, "rb")
+
+
 @dataclass
 class CorpusReader:
     """Streams documents and rejects from `files`, in order."""
 
-    files: Sequence[Path]
+    files: Sequence[InputFile]
     text_field: str = "text"
     id_field: str = "id"
     # Instruction data (SPEC §5): the text is `record[text_field] + " " + record[response_field]`.
@@ -89,7 +162,7 @@ class CorpusReader:
         seen: set[str] = set()
         for path in self.files:
             try:
-                for item in self._read_file(Path(path)):
+                for item in self._read_file(path):
                     if isinstance(item, Document) and self.reject_duplicate_ids:
                         if item.id in seen:
                             item = Reject(item.source, "duplicate_id", "id seen earlier", item.id)
@@ -134,7 +207,7 @@ class CorpusReader:
     def _read_parquet(self, path: Path) -> Iterator[Document | Reject]:
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(open_raw(path))
         names = pf.schema_arrow.names
         needed = [self.text_field] + ([self.response_field] if self.response_field else [])
         for name in needed:
@@ -200,17 +273,19 @@ def _column(batch: Any, name: str) -> list[Any]:
     return batch.column(batch.schema.get_field_index(name)).to_pylist()
 
 
-def _open_binary(path: Path) -> IO[bytes]:
+def _open_binary(path: InputFile) -> IO[bytes]:
     name = path.name.lower()
-    if name.endswith(".gz"):
+    if name.endswith(".gz") and isinstance(path, Path):
         return gzip.open(path, "rb")  # type: ignore[return-value]
+    raw = open_raw(path)
+    if name.endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if name.endswith(".zst"):
         import zstandard
 
-        raw = open(path, "rb")
         reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
         return io.BufferedReader(reader)  # type: ignore[arg-type]
-    return open(path, "rb")
+    return raw
 
 
 def read_corpus(
@@ -220,12 +295,14 @@ def read_corpus(
     return iter(CorpusReader(expand_inputs(inputs), text_field, id_field))
 
 
-def estimate_records(files: Sequence[Path]) -> int | None:
+def estimate_records(files: Sequence[InputFile]) -> int | None:
     """Records in `files` for a progress bar's total (bad lines included), or None when a
     compressed file would have to be decompressed to know. Costs one fast read of the
     plain JSONL files (newline count) and the Parquet footers."""
     total = 0
     for path in files:
+        if isinstance(path, RemotePath):
+            return None  # not worth a second pass over the network
         kind = file_kind(path)
         if kind == "text":
             total += 1

@@ -38,7 +38,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .corpus import CorpusReader, expand_inputs
+from .corpus import CorpusReader, expand_inputs, file_size
 from .errors import UsageError
 from .output import MANIFEST, OutputDir, write_atomic, write_json
 from .records import Document, Reject
@@ -247,10 +247,15 @@ class SourceData:
         return self.tokens[self.offsets[i] : self.offsets[i + 1]]
 
 
-def source_files(path: str) -> list[Path]:
+def source_files(path: str) -> list:
     """Files of a source: a templify/synthesize output folder means its data/ shards."""
     folder = Path(path)
-    if folder.is_dir() and (folder / MANIFEST).is_file() and (folder / "data").is_dir():
+    if (
+        "://" not in str(path)
+        and folder.is_dir()
+        and (folder / MANIFEST).is_file()
+        and (folder / "data").is_dir()
+    ):
         return expand_inputs([folder / "data"])
     return expand_inputs([path])
 
@@ -439,7 +444,7 @@ def _input_identity(config: MixConfig) -> list[dict[str, Any]]:
             if manifest is not None:
                 identity.append({"path": path, "fingerprint": manifest.get("fingerprint")})
             else:
-                identity.extend({"path": str(f), "bytes": f.stat().st_size} for f in source_files(path))
+                identity.extend({"path": str(f), "bytes": file_size(f)} for f in source_files(path))
     return identity
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .corpus import CorpusReader, estimate_records, expand_inputs
+from .corpus import CorpusReader, estimate_records, expand_inputs, file_size
 from .engines.base import Engine
 from .errors import UsageError
 from .output import (
@@ -58,7 +58,7 @@ class SynthesisConfig:
     def fingerprint_settings(self, files: Sequence[Path]) -> dict[str, Any]:
         """The settings a resumed run must share with the run that started the folder."""
         return {
-            "inputs": [{"path": str(f), "bytes": f.stat().st_size} for f in files],
+            "inputs": [{"path": str(f), "bytes": file_size(f)} for f in files],
             "text_field": self.text_field,
             "id_field": self.id_field,
             "engine": self.engine,
