@@ -111,3 +111,30 @@ def test_model_and_context_mismatch_are_clear_errors(servers, tokenizer):
         OpenAIEngine([url], "other", tokenizer, max_model_len=4096)
     with pytest.raises(UsageError, match="cannot reach the server"):
         OpenAIEngine(["http://127.0.0.1:9/v1"], "tiny", tokenizer)
+
+
+def test_async_scheduler_and_sync_batches_write_the_same_bytes(servers, tokenizer, tmp_path):
+    from instructpt.engines.base import Engine
+    from instructpt.pipeline import SynthesisConfig, run_synthesis
+
+    url, _ = servers()
+    corpus = make_corpus(tmp_path / "corpus.jsonl", n=30)
+
+    class SyncOnly(Engine):  # the same server, without agenerate: round-by-round batches
+        def __init__(self, inner):
+            super().__init__(inner.tokenizer, inner.max_model_len)
+            self.inner = inner
+
+        def generate(self, requests):
+            return self.inner.generate(requests)
+
+    def run(out, engine):
+        config = SynthesisConfig(inputs=[str(corpus)], output=str(tmp_path / out), model="tiny",
+                                 engine="openai", shard_size=7, rounds=RoundSettings(rounds=3))  # fmt: skip
+        run_synthesis(config, lambda: engine, progress=False, log=lambda m: None)
+
+    from instructpt.rounds import RoundSettings
+
+    run("async", OpenAIEngine([url], "tiny", tokenizer, concurrency=3))
+    run("sync", SyncOnly(OpenAIEngine([url], "tiny", tokenizer)))
+    assert snapshot(tmp_path / "async") == snapshot(tmp_path / "sync")

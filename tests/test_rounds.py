@@ -7,7 +7,7 @@ import pytest
 from instructpt.errors import UsageError
 from instructpt.format import CON_CLOSE, CON_OPEN, Pair, parse_pairs, serialize_pairs
 from instructpt.records import Document
-from instructpt.rounds import RoundSettings, split_to_fit, synthesize_batch
+from instructpt.rounds import RoundSettings, split_to_fit, synthesize_batch, synthesize_batch_async
 
 
 def docs(n: int, words: int = 6) -> list[Document]:
@@ -189,3 +189,29 @@ def test_split_long_text_with_and_without_token_offsets(tokenizer, with_offsets)
     assert " ".join(pieces).split() == text.split()
     assert all(len(tokenizer.encode(f"<s> <CON> {p} </CON>\n\n")) <= 120 for p in pieces)
     assert all(p.endswith(".") for p in pieces)  # cut at sentence ends
+
+
+def test_barrier_free_scheduler_gives_exactly_the_round_by_round_result(tokenizer):
+    import asyncio
+    import random
+
+    from tests.conftest import ScriptedEngine
+
+    def respond(prompt: str) -> str:
+        return "garbage" if last_doc(prompt).startswith("word4") else two_pairs(prompt)
+
+    class AsyncScripted(ScriptedEngine):
+        order: list[int] = []
+
+        async def agenerate(self, request):
+            await asyncio.sleep(random.Random(request.prompt).random() / 200)  # finish out of order
+            self.order.append(len(request.prompt_ids))
+            return self.generate([request])[0]
+
+    settings = RoundSettings(rounds=3, max_new_tokens=40)
+    docs_ = docs(17, words=9)
+    sync = synthesize_batch(docs_, ScriptedEngine(tokenizer, respond, max_model_len=300), settings, "s-")
+    engine = AsyncScripted(tokenizer, respond, max_model_len=300)
+    result = asyncio.run(synthesize_batch_async(docs_, engine, settings, "s-"))
+    assert result.entries == sync.entries and result.counts.to_dict() == sync.counts.to_dict()
+    assert engine.order != sorted(engine.order)  # requests really completed out of round order

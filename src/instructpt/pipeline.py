@@ -10,6 +10,8 @@ the shard in flight, and the output is byte-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import sys
 import time
@@ -33,7 +35,7 @@ from .output import (
     write_json,
 )
 from .records import Counts, Document, Entry, Reject, content_id
-from .rounds import RoundSettings, synthesize_batch
+from .rounds import RoundSettings, synthesize_batch, synthesize_batch_async
 
 
 @dataclass
@@ -176,7 +178,8 @@ def run_synthesis(
         bar = Progress(progress, total=total)
         n_shards = 0
         try:
-            for index, docs, rejects in runner.shards(files):
+            shards = runner.shards(files)
+            for index, docs, rejects in shards:
                 n_shards = index + 1
                 if index % num_workers != worker_index:
                     continue
@@ -187,15 +190,17 @@ def run_synthesis(
                     engine = make_engine()
                     manifest["engine"] = engine.describe()
                     bar.started = time.monotonic()  # throughput excludes loading the model
+                if hasattr(engine, "agenerate"):  # no barriers: hand the rest to the async scheduler
+                    rest = itertools.chain([(index, docs, rejects)], shards)
+                    n_shards = asyncio.run(_drive_async(runner, rest, engine, manifest, bar, num_workers,
+                                                        worker_index))  # fmt: skip
+                    break
                 try:
                     marker = runner.run(index, docs, rejects, engine)
                 except Exception as exc:
                     runner.record_failure(index, exc)
                     raise
-                if num_workers == 1:
-                    manifest["shards"][str(index)] = marker
-                    out.write_manifest(manifest)  # progress for readers; the marker is what counts
-                bar.computed(Counts(dict(marker["counts"])))
+                _done(runner, manifest, index, marker, bar, num_workers)
         finally:
             bar.close()
             if engine is not None:
@@ -203,6 +208,59 @@ def run_synthesis(
         runner.record_shard_count(n_shards)
         summary = finalize(out, manifest, bar, log)
     return summary
+
+
+def _done(runner: ShardRunner, manifest: dict[str, Any], index: int, marker: dict[str, Any],
+          bar: Progress, num_workers: int) -> None:  # fmt: skip
+    if num_workers == 1:
+        manifest["shards"][str(index)] = marker
+        runner.out.write_manifest(manifest)  # progress for readers; the marker is what counts
+    bar.computed(Counts(dict(marker["counts"])))
+
+
+# Shards the async scheduler keeps open at once: new shards start while old ones drain, so the
+# engine always has the next chains' requests; requests in flight are bounded by the engine.
+SHARDS_IN_FLIGHT = 4
+
+
+async def _drive_async(runner: ShardRunner, shards: Iterator[tuple[int, list[Document], list[Reject]]],
+                       engine: Engine, manifest: dict[str, Any], bar: Progress, num_workers: int,
+                       worker_index: int) -> int:  # fmt: skip
+    """Run shards concurrently through `engine.agenerate`; returns the number of shards seen."""
+    pending: dict[asyncio.Task, int] = {}
+    n_shards = 0
+
+    async def settle(wait_all: bool) -> None:
+        done, _ = await asyncio.wait(pending, return_when=asyncio.ALL_COMPLETED if wait_all
+                                     else asyncio.FIRST_COMPLETED)  # fmt: skip
+        for task in done:
+            index = pending.pop(task)
+            try:
+                marker = task.result()
+            except Exception as exc:
+                runner.record_failure(index, exc)
+                for other in pending:
+                    other.cancel()
+                raise
+            _done(runner, manifest, index, marker, bar, num_workers)
+
+    try:
+        for index, docs, rejects in shards:
+            n_shards = index + 1
+            if index % num_workers != worker_index:
+                continue
+            if runner.done(index):
+                bar.skipped(len(docs))
+                continue
+            if len(pending) >= SHARDS_IN_FLIGHT:
+                await settle(wait_all=False)
+            pending[asyncio.create_task(runner.arun(index, docs, rejects, engine))] = index
+        while pending:
+            await settle(wait_all=True)
+    finally:
+        if hasattr(engine, "aclose"):
+            await engine.aclose()
+    return n_shards
 
 
 def _lock_name(num_workers: int, worker_index: int) -> str:
@@ -254,15 +312,26 @@ class ShardRunner:
         return self.out.marker_file(index).is_file() and self.out.shard_file(index).is_file()
 
     def run(self, index: int, docs: list[Document], rejects: list[Reject], engine: Engine) -> dict[str, Any]:
-        config, out = self.config, self.out
         started = time.monotonic()
-        result = synthesize_batch(docs, engine, config.rounds, chain_prefix=f"{index:05d}-")
+        result = synthesize_batch(docs, engine, self.config.rounds, chain_prefix=f"{index:05d}-")
+        return self._write(index, rejects, result, started)
+
+    async def arun(
+        self, index: int, docs: list[Document], rejects: list[Reject], engine: Engine
+    ) -> dict[str, Any]:
+        """`run` through the barrier-free scheduler (engines with `agenerate`)."""
+        started = time.monotonic()
+        result = await synthesize_batch_async(docs, engine, self.config.rounds, chain_prefix=f"{index:05d}-")
+        return self._write(index, rejects, result, started)
+
+    def _write(self, index: int, rejects: list[Reject], result: Any, started: float) -> dict[str, Any]:
+        config, out = self.config, self.out
         all_rejects = rejects + result.rejects  # unreadable inputs, then documents skipped as too long
         result.counts.add("rejected_inputs", len(rejects))
         for r in rejects:
             result.counts.add(f"rejected.{r.reason}")
-        write_atomic(out.shard_file(index), encode_entries(result.entries, config.format,
-                                                           config.rounds.keep_generations))  # fmt: skip
+        data = encode_entries(result.entries, config.format, config.rounds.keep_generations)
+        write_atomic(out.shard_file(index), data)
         if all_rejects:
             write_atomic(out.shard_rejects_file(index), encode_rejects(all_rejects))
         marker = {

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .engines.base import Engine, EngineError, Request
+from .engines.base import Completion, Engine, EngineError, Request
 from .errors import UsageError
 from .format import CON_CLOSE, build_prompt, parse_generation, reading_material, serialize_example
 from .records import Counts, Document, Entry, Reject
@@ -60,23 +60,85 @@ def prompt_budget(engine: Engine, settings: RoundSettings) -> int:
     return budget
 
 
+def _prepare(docs: Sequence[Document], engine: Engine, settings: RoundSettings
+             ) -> tuple[BatchResult, list[tuple[Document, list[int]]], int]:  # fmt: skip
+    """Budget, long-document handling and raw-token counts shared by both schedulers."""
+    budget = prompt_budget(engine, settings)
+    result = BatchResult(entries=[])
+    result.counts.add("documents", len(docs))
+    fitted = fit_documents(docs, engine.tokenizer, budget, settings.long_docs, result)
+    overhead = _tag_overhead(engine.tokenizer)
+    for _, ids in fitted:
+        result.counts.add("raw_tokens", max(len(ids) - overhead, 0))
+    return result, fitted, budget
+
+
+def _context_of(chain: list[Entry], r: int) -> list[Entry]:
+    """The chain's entries a round-r prompt may carry (SPEC §3), oldest first; [] for none."""
+    if r == 0 or not chain or not chain[-1].pairs:
+        return []
+    start = len(chain) - 1  # walk back while each entry inherits from its predecessor
+    while start > 0 and chain[start].inherits:
+        start -= 1
+    return chain[start:]
+
+
+def _check(request: Request, engine: Engine) -> None:
+    if len(request.prompt_ids) + request.max_new_tokens > engine.max_model_len:
+        raise EngineError("internal error: a prompt exceeds the model length budget")
+
+
+def _record(result: BatchResult, doc: Document, request: Request, completion: Completion, chain_id: str,
+            r: int, n_ctx: int, settings: RoundSettings) -> Entry:  # fmt: skip
+    """The entry for one generation, with its counters."""
+    counts = result.counts
+    parsed = parse_generation(completion.text)
+    for reason, k in parsed.dropped.items():
+        counts.add(f"parse_dropped.{reason}", k)
+    entry = Entry(
+        id=doc.id,
+        doc_id=doc.doc_id,
+        part=doc.part,
+        n_parts=doc.n_parts,
+        text=doc.text,
+        pairs=parsed.pairs,
+        chain_id=chain_id,
+        round=r,
+        inherits=n_ctx > 0 and bool(parsed.pairs),
+        n_context=n_ctx,
+        prompt_tokens=len(request.prompt_ids),
+        generated_tokens=completion.n_tokens,
+        finish_reason=completion.finish_reason,
+        truncated=doc.truncated,
+        source=doc.source,
+        generation=completion.text if settings.keep_generations else None,
+    )
+    counts.add("entries")
+    counts.add("pairs", len(parsed.pairs))
+    counts.add("prompt_tokens", entry.prompt_tokens)
+    counts.add("generated_tokens", entry.generated_tokens)
+    if not parsed.pairs:
+        counts.add("entries_without_pairs")
+    if entry.inherits:
+        counts.add("entries_inheriting")
+    if completion.finish_reason == "length":
+        counts.add("generations_hit_max_new_tokens")
+    return entry
+
+
 def synthesize_batch(
     docs: Sequence[Document],
     engine: Engine,
     settings: RoundSettings,
     chain_prefix: str = "",
 ) -> BatchResult:
-    """Run the M rounds of SPEC §3 over `docs` and return their entries in order."""
-    tokenizer = engine.tokenizer
-    budget = prompt_budget(engine, settings)
-    result = BatchResult(entries=[])
-    counts = result.counts
-    counts.add("documents", len(docs))
-    fitted = fit_documents(docs, tokenizer, budget, settings.long_docs, result)
-    overhead = _tag_overhead(tokenizer)
-    for _, ids in fitted:
-        counts.add("raw_tokens", max(len(ids) - overhead, 0))
+    """Run the M rounds of SPEC §3 over `docs` and return their entries in order.
 
+    Round by round: each round's prompts go to the engine as one batch.
+    """
+    tokenizer = engine.tokenizer
+    result, fitted, budget = _prepare(docs, engine, settings)
+    counts = result.counts
     n, m = len(fitted), settings.rounds
     group = -(-n // m) if n else 0
     chains: list[list[Entry]] = [[] for _ in range(group)]
@@ -90,45 +152,72 @@ def synthesize_batch(
         )
         requests = [Request(p, ids, settings.max_new_tokens) for p, ids in zip(prompts, prompt_ids)]
         for req in requests:  # the invariant every engine relies on
-            if len(req.prompt_ids) + req.max_new_tokens > engine.max_model_len:
-                raise EngineError("internal error: a prompt exceeds the model length budget")
+            _check(req, engine)
         completions = engine.generate(requests)
         if len(completions) != len(requests):
             raise EngineError(f"engine returned {len(completions)} completions for {len(requests)} requests")
         for i, ((doc, _), req, completion, n_ctx) in enumerate(zip(members, requests, completions, contexts)):
-            parsed = parse_generation(completion.text)
-            for reason, k in parsed.dropped.items():
-                counts.add(f"parse_dropped.{reason}", k)
-            entry = Entry(
-                id=doc.id,
-                doc_id=doc.doc_id,
-                part=doc.part,
-                n_parts=doc.n_parts,
-                text=doc.text,
-                pairs=parsed.pairs,
-                chain_id=f"{chain_prefix}{i}",
-                round=r,
-                inherits=n_ctx > 0 and bool(parsed.pairs),
-                n_context=n_ctx,
-                prompt_tokens=len(req.prompt_ids),
-                generated_tokens=completion.n_tokens,
-                finish_reason=completion.finish_reason,
-                truncated=doc.truncated,
-                source=doc.source,
-                generation=completion.text if settings.keep_generations else None,
-            )
+            entry = _record(result, doc, req, completion, f"{chain_prefix}{i}", r, n_ctx, settings)
             chains[i].append(entry)
             result.entries.append(entry)
-            counts.add("entries")
-            counts.add("pairs", len(parsed.pairs))
-            counts.add("prompt_tokens", entry.prompt_tokens)
-            counts.add("generated_tokens", entry.generated_tokens)
-            if not parsed.pairs:
-                counts.add("entries_without_pairs")
-            if entry.inherits:
-                counts.add("entries_inheriting")
-            if completion.finish_reason == "length":
-                counts.add("generations_hit_max_new_tokens")
+    return result
+
+
+async def synthesize_batch_async(
+    docs: Sequence[Document],
+    engine: Engine,
+    settings: RoundSettings,
+    chain_prefix: str = "",
+) -> BatchResult:
+    """The same as `synthesize_batch`, without barriers between rounds.
+
+    Each chain runs on its own: round r+1 of a chain is submitted as soon as round r of *that*
+    chain is back (through `engine.agenerate`). A prompt depends only on its own chain's
+    earlier entries, so the entries, ids and counts are exactly those of the round-by-round
+    path; only the order in which requests reach the engine differs.
+    """
+    import asyncio
+
+    tokenizer = engine.tokenizer
+    result, fitted, budget = _prepare(docs, engine, settings)
+    counts = result.counts
+    n, m = len(fitted), settings.rounds
+    group = -(-n // m) if n else 0
+    slots: list[Entry | None] = [None] * n
+    example_ids: dict[int, list[int]] = {}
+
+    async def run_chain(i: int) -> None:
+        chain: list[Entry] = []
+        for r in range(m):
+            pos = r * group + i
+            if pos >= n:
+                break
+            doc, ids = fitted[pos]
+            prompt, prompt_ids, n_ctx = reading_material(doc.text), ids, 0
+            context = _context_of(chain, r)
+            if context:
+                text = build_prompt(doc.text, [(e.text, e.pairs) for e in context])
+                if tokenizer.splits_at_bos_eos:
+                    for e in context:
+                        if id(e) not in example_ids:
+                            example_ids[id(e)] = tokenizer.encode(serialize_example(e.text, e.pairs))
+                    candidate = [t for e in context for t in example_ids[id(e)]] + ids
+                else:
+                    candidate = tokenizer.encode(text)
+                if len(candidate) <= budget:
+                    prompt, prompt_ids, n_ctx = text, candidate, len(context)
+                    counts.add("prompts_with_context")
+                else:
+                    counts.add("context_over_budget")
+            request = Request(prompt, prompt_ids, settings.max_new_tokens)
+            _check(request, engine)
+            completion = await engine.agenerate(request)  # type: ignore[attr-defined]
+            entry = _record(result, doc, request, completion, f"{chain_prefix}{i}", r, n_ctx, settings)
+            chain.append(entry)
+            slots[pos] = entry
+
+    await asyncio.gather(*(run_chain(i) for i in range(group)))
+    result.entries = [e for e in slots if e is not None]
     return result
 
 
@@ -151,15 +240,7 @@ def _build_round(
     prompts = [reading_material(doc.text) for doc, _ in members]
     prompt_ids = [ids for _, ids in members]
     contexts = [0] * len(members)
-    candidates: list[tuple[int, list[Entry]]] = []
-    for i in range(len(members)):
-        chain = chains[i]
-        if r == 0 or not chain or not chain[-1].pairs:
-            continue
-        start = len(chain) - 1  # walk back while each entry inherits from its predecessor
-        while start > 0 and chain[start].inherits:
-            start -= 1
-        candidates.append((i, chain[start:]))
+    candidates = [(i, ctx) for i in range(len(members)) if (ctx := _context_of(chains[i], r))]
     texts = [build_prompt(members[i][0].text, [(e.text, e.pairs) for e in ctx]) for i, ctx in candidates]
     if tokenizer.splits_at_bos_eos:
         missing = {id(e): e for _, ctx in candidates for e in ctx if id(e) not in example_ids}

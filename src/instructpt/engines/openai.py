@@ -61,6 +61,9 @@ class OpenAIEngine(Engine):
         self._rest_until = [0.0] * len(self.base_urls)
         self._next = 0
         self.stats = {"requests": 0, "retries": 0, "failovers": 0}
+        self._client: Any = None
+        self._gates: list[asyncio.Semaphore] = []
+        self._loop: Any = None
         if check_server:
             self.check_servers()
 
@@ -109,6 +112,22 @@ class OpenAIEngine(Engine):
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         return asyncio.run(self._generate_all(requests))
+
+    async def agenerate(self, request: Request) -> Completion:
+        """One request, for the barrier-free scheduler (a client per event loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            httpx = _httpx()
+            limits = httpx.Limits(max_connections=self.concurrency * len(self.base_urls))
+            self._client = httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers)
+            self._gates = [asyncio.Semaphore(self.concurrency) for _ in self.base_urls]
+            self._loop = loop
+        return await self._one(self._client, self._gates, request)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client, self._loop = None, None
 
     async def _generate_all(self, requests: Sequence[Request]) -> list[Completion]:
         httpx = _httpx()
