@@ -52,6 +52,7 @@ class HFEngine(Engine):
             self.eos_id = self.tokenizer.token_id("</s>")
         pad = getattr(backend, "pad_token_id", None)
         self.pad_id = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
+        self.ignore_eos = False  # benchmarks force full-length generations
 
     @classmethod
     def from_options(cls, options: EngineOptions) -> HFEngine:
@@ -129,14 +130,14 @@ class HFEngine(Engine):
                 temperature=None,
                 top_p=None,
                 top_k=None,
-                eos_token_id=self.eos_id,
+                eos_token_id=None if self.ignore_eos else self.eos_id,
                 pad_token_id=self.pad_id,
             )
         new_tokens = generated[:, width:].tolist()
         completions = []
         for r, row in zip(requests, new_tokens):
             row = row[: r.max_new_tokens]
-            if self.eos_id is not None and self.eos_id in row:
+            if self.eos_id is not None and self.eos_id in row and not self.ignore_eos:
                 cut = row.index(self.eos_id)
                 text_ids, n, reason = row[:cut], cut + 1, "stop"
             else:
