@@ -108,6 +108,28 @@ from .common import user_errors
 )
 @click.option("--trust-remote-code", is_flag=True, help="Allow custom model code from the model folder.")
 @click.option(
+    "--tensor-parallel-size",
+    type=int,
+    default=1,
+    show_default=True,
+    help="vllm engine: GPUs one model is split across.",
+)
+@click.option(
+    "--gpu-memory-utilization",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="vllm engine: share of GPU memory for weights and KV cache.",
+)
+@click.option("--quantization", default=None, help="vllm engine: e.g. fp8, awq, gptq.")
+@click.option(
+    "--max-num-seqs",
+    type=int,
+    default=256,
+    show_default=True,
+    help="vllm engine: most sequences batched at once.",
+)
+@click.option(
     "--base-url",
     "base_urls",
     multiple=True,
@@ -196,6 +218,10 @@ def synthesize(
     device: str,
     max_batch_tokens: int | None,
     trust_remote_code: bool,
+    tensor_parallel_size: int,
+    gpu_memory_utilization: float,
+    quantization: str | None,
+    max_num_seqs: int,
     base_urls: tuple[str, ...],
     concurrency: int,
     prompt_format: str,
@@ -245,6 +271,10 @@ def synthesize(
         max_batch_tokens=max_batch_tokens,
         trust_remote_code=trust_remote_code,
         extra={
+            "tensor_parallel_size": tensor_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "quantization": quantization,
+            "max_num_seqs": max_num_seqs,
             "base_urls": list(base_urls),
             "concurrency": concurrency,
             "prompt_format": prompt_format,

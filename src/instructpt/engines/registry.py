@@ -126,6 +126,14 @@ register_engine(
     auto_priority=10,
 )
 register_engine(
+    "vllm",
+    "instructpt.engines.vllm:VLLMEngine.from_options",
+    description="vLLM in process: continuous batching, prefix caching, token-id prompts",
+    requires=("vllm",),
+    extra="vllm",
+    auto_priority=20,
+)
+register_engine(
     "openai",
     "instructpt.engines.openai:OpenAIEngine.from_options",
     description="OpenAI-compatible servers (vLLM, SGLang, TGI, ...), one or many --base-url",
@@ -135,5 +143,5 @@ register_engine(
 register_engine(
     "rules",
     "instructpt.engines.rules:RulesEngine.from_options",
-    description="no model: deterministic cloze/fact pairs from the text (demo and tests)",
+    description="no model: reading-comprehension tasks mined from the text (a weak baseline)",
 )
