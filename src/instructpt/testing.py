@@ -47,6 +47,8 @@ def build_tiny_model(
     num_layers: int = 2,
     max_position_embeddings: int = 4096,
     seed: int = 0,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
 ) -> Path:
     """Save a random-weight Mistral model and its tokenizer to `folder`; returns it."""
     import torch
@@ -63,8 +65,8 @@ def build_tiny_model(
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=num_heads,  # vLLM's CPU attention wants head_dim >= 32: hidden 128, 2 heads
+        num_key_value_heads=num_kv_heads,
         max_position_embeddings=max_position_embeddings,
         bos_token_id=backend.token_to_id("<s>"),
         eos_token_id=backend.token_to_id("</s>"),

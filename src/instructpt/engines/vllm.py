@@ -97,7 +97,9 @@ class VLLMEngine(Engine):
         return asyncio.run_coroutine_threadsafe(all_of(), self._loop).result()
 
     def close(self) -> None:
+        llm, self.llm = self.llm, None
         try:
-            self.llm.shutdown()
+            if llm is not None:
+                llm.shutdown()
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
