@@ -37,7 +37,7 @@ $(VLLM_STAMP): pyproject.toml
 	rm -f $(VLLM_VENV)/.installed-* && touch $(VLLM_STAMP)
 
 test-vllm: $(VLLM_STAMP)
-	$(VLLM_VENV)/bin/python -m pytest -q -p no:warnings tests/test_vllm_engine.py
+	$(VLLM_VENV)/bin/python -m pytest -q -p no:warnings tests/test_vllm_engine.py tests/test_vllm_server.py
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
