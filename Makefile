@@ -8,7 +8,11 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: test test-main test-vllm test-fast demo lint bench clean
+LLAMA_VERSION := 0.3.36
+LLAMA_SRC := .cache/llama_cpp_python-$(LLAMA_VERSION)
+GGUF_STAMP := $(VENV)/.gguf-$(LLAMA_VERSION)
+
+.PHONY: test test-main test-vllm test-gguf test-fast demo lint bench clean
 
 $(STAMP): pyproject.toml
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo "chromium not installed: browser tests will be skipped"
@@ -18,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[hf,dev]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-test: test-main test-vllm
+test: test-main test-vllm test-gguf
 
 test-main: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
@@ -35,6 +39,21 @@ $(VLLM_STAMP): pyproject.toml
 	$(VLLM_VENV)/bin/pip install -q -e . --no-deps
 	$(VLLM_VENV)/bin/pip install -q click tqdm pyarrow zstandard pydantic pyyaml numpy pytest hypothesis httpx
 	rm -f $(VLLM_VENV)/.installed-* && touch $(VLLM_STAMP)
+
+# llama-cpp-python has no wheel here: it builds from its sdist (~6 min on 2 cores). The same
+# sdist carries llama.cpp's GGUF converter, which the tests use on the tiny model.
+$(GGUF_STAMP): $(STAMP)
+	mkdir -p .cache
+	test -f .cache/llama_cpp_python-$(LLAMA_VERSION).tar.gz || $(BIN)/pip download -q --no-deps --no-binary :all: \
+		-d .cache llama-cpp-python==$(LLAMA_VERSION)
+	test -d $(LLAMA_SRC) || tar xzf .cache/llama_cpp_python-$(LLAMA_VERSION).tar.gz -C .cache
+	$(BIN)/pip install -q .cache/llama_cpp_python-$(LLAMA_VERSION).tar.gz
+	$(BIN)/pip install -q -e $(LLAMA_SRC)/vendor/llama.cpp/gguf-py sentencepiece
+	touch $(GGUF_STAMP)
+
+test-gguf: $(GGUF_STAMP)
+	INSTRUCTPT_LLAMA_CPP_DIR=$(LLAMA_SRC)/vendor/llama.cpp $(BIN)/python -m pytest -q -p no:warnings \
+		tests/test_llamacpp_engine.py
 
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python -m pytest -q -p no:warnings tests/test_vllm_engine.py tests/test_vllm_server.py

@@ -134,6 +134,13 @@ register_engine(
     auto_priority=20,
 )
 register_engine(
+    "llamacpp",
+    "instructpt.engines.llamacpp:LlamaCppEngine.from_options",
+    description="llama.cpp (llama-cpp-python): GGUF models on CPU, GPU offload where built",
+    requires=("llama_cpp",),
+    extra="gguf",
+)
+register_engine(
     "openai",
     "instructpt.engines.openai:OpenAIEngine.from_options",
     description="OpenAI-compatible servers (vLLM, SGLang, TGI, ...), one or many --base-url",
