@@ -76,8 +76,8 @@ def test_synthesize_through_the_cli_with_a_gguf(models, tmp_path):
 
     folder, gguf = models
     corpus = make_corpus(tmp_path / "corpus.jsonl", n=6)
-    args = ["synthesize", str(corpus), "-o", str(tmp_path / "out"), "--engine", "llamacpp", "--model", str(gguf),
-            "--max-new-tokens", "16", "--max-model-len", "512", "--json"]  # fmt: skip
+    args = ["synthesize", str(corpus), "-o", str(tmp_path / "out"), "--engine", "llamacpp",
+            "--model", str(gguf), "--max-new-tokens", "16", "--max-model-len", "512", "--json"]  # fmt: skip
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["documents"] == 6
