@@ -138,3 +138,51 @@ def test_async_scheduler_and_sync_batches_write_the_same_bytes(servers, tokenize
     run("async", OpenAIEngine([url], "tiny", tokenizer, concurrency=3))
     run("sync", SyncOnly(OpenAIEngine([url], "tiny", tokenizer)))
     assert snapshot(tmp_path / "async") == snapshot(tmp_path / "sync")
+
+
+@pytest.mark.slow
+def test_text_prompts_on_transformers_serve_match_the_hf_engine(tiny_model, tmp_path):
+    """`transformers serve` takes text only and refuses vLLM's extra fields: the engine notices,
+    sends standard fields, and checks the server's prompt-token count (no second BOS)."""
+    pytest.importorskip("fastapi")
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    from instructpt.engines import EngineOptions, create_engine
+
+    cli = shutil.which("transformers")
+    if cli is None:
+        pytest.skip("the transformers CLI is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "hub").mkdir()  # it must exist: /v1/models scans it
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    server = subprocess.Popen([cli, "serve", str(tiny_model), "--port", str(port), "--host", "127.0.0.1"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        hf = create_engine("hf", EngineOptions(model=str(tiny_model), max_model_len=512))
+        url = f"http://127.0.0.1:{port}/v1"
+        engine = OpenAIEngine([url], str(tiny_model), hf.tokenizer, max_model_len=512, prompt_format="text",
+                              concurrency=2)  # fmt: skip
+        texts = ["The river Elbe flows through Dresden.", "Water boils at 100 degrees.", "A short note."]
+        requests = [Request(p, hf.tokenizer.encode(p), 12) for p in map(build_prompt, texts)]
+        got = engine.generate(requests)
+        assert not engine.send_extras  # it fell back to the standard fields
+        assert [(c.text.strip(), c.n_tokens) for c in got] == [(c.text.strip(), c.n_tokens)
+                                                                 for c in hf.generate(requests)]  # fmt: skip
+    finally:
+        server.kill()
+        server.wait()

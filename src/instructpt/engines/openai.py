@@ -64,6 +64,7 @@ class OpenAIEngine(Engine):
         self._client: Any = None
         self._gates: list[asyncio.Semaphore] = []
         self._loop: Any = None
+        self.send_extras = True  # vLLM-style extras (skip_special_tokens, add_special_tokens, ...)
         if check_server:
             self.check_servers()
 
@@ -99,6 +100,8 @@ class OpenAIEngine(Engine):
                 raise UsageError(f"cannot reach the server at {url}: {type(exc).__name__}: {exc}") from None
             ids = [m.get("id") for m in served]
             match = next((m for m in served if m.get("id") == self.model), None)
+            if not served:  # `transformers serve` lists only cached models: nothing to check
+                continue
             if match is None:
                 raise UsageError(
                     f"the server at {url} serves {ids}, not {self.model!r}; pass --model accordingly"
@@ -151,12 +154,11 @@ class OpenAIEngine(Engine):
             "prompt": request.prompt_ids if self.prompt_format == "ids" else request.prompt,
             "max_tokens": request.max_new_tokens,
             "temperature": 0.0,
-            "top_p": 1.0,
-            "n": 1,
-            "skip_special_tokens": True,
         }
-        if self.prompt_format == "text":
-            payload["add_special_tokens"] = False
+        if self.send_extras:
+            payload.update({"top_p": 1.0, "n": 1, "skip_special_tokens": True})
+            if self.prompt_format == "text":
+                payload["add_special_tokens"] = False
         last_error = ""
         endpoint: int | None = None
         for attempt in range(self.max_retries + 1):
@@ -174,6 +176,16 @@ class OpenAIEngine(Engine):
                     last_error = f"{type(exc).__name__}: {exc}"
                     self._rest_until[endpoint] = time.monotonic() + min(60.0, 2.0 * (attempt + 1))
                     continue
+            if (
+                response.status_code == 422
+                and "skip_special_tokens" in payload
+                and "nexpected field" in response.text
+            ):
+                # A strict server (`transformers serve`) refuses vLLM's extra fields: send the
+                # standard ones only; the prompt-token check below still guards the single BOS.
+                self.send_extras = False
+                payload = {k: payload[k] for k in ("model", "prompt", "max_tokens", "temperature")}
+                continue
             if response.status_code in RETRY_STATUS:
                 last_error = f"HTTP {response.status_code}"
                 self._rest_until[endpoint] = time.monotonic() + min(60.0, 2.0 * (attempt + 1))
@@ -183,6 +195,18 @@ class OpenAIEngine(Engine):
                                   f"{response.text[:300]}")  # fmt: skip
             choice = response.json()["choices"][0]
             usage = response.json().get("usage") or {}
+            counted = usage.get("prompt_tokens")
+            if (
+                self.prompt_format == "text"
+                and isinstance(counted, int)
+                and counted != len(request.prompt_ids)
+            ):
+                raise EngineError(
+                    f"{self.base_urls[endpoint]} counted {counted} prompt tokens where the prompt has "
+                    f"{len(request.prompt_ids)}: it adds special tokens (a second BOS?) or tokenizes "
+                    "differently; use --prompt-format ids, or serve the synthesizer's own tokenizer "
+                    "without BOS insertion"
+                )
             text = choice.get("text", "")
             n_tokens = usage.get("completion_tokens")
             if n_tokens is None:
