@@ -10,8 +10,9 @@ available here:
 
 * `hf`: our transformers engine (length-sorted static batches, left padding, sdpa attention),
   at several `--max-batch-tokens` budgets;
-* `hf-cb`: transformers' continuous batching (`generate_batch`), where this transformers has it;
-* `vllm`: when vLLM is installed (not on the lent GPU machines).
+* `hf-cb`: the same engine with transformers' continuous batching (`generate_batch`, paged
+  attention; `--continuous-batching` on the CLI).
+vLLM is not installed on the lent GPU machines; its figures come from a machine that has it.
 
     python benchmarks/synthesize_gpu.py [--docs 256] [--gen-tokens 300] [--tiny]   # --tiny: CPU smoke test
 """
@@ -78,26 +79,28 @@ def main() -> None:
     settings = RoundSettings(rounds=2, max_new_tokens=args.gen_tokens)
     gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     rows = []
-    for budget in [int(b) for b in args.budgets.split(",")]:
-        engine = HFEngine(
-            model,
-            Tokenizer(hf_tok),
-            max_model_len=4096,
-            max_batch_tokens=budget,
-            model_name="mistral-7b-shape",
-        )
+    modes = [("hf", int(b)) for b in args.budgets.split(",")] + [("hf-cb", None)]
+    for mode, budget in modes:
+        engine = HFEngine(model, Tokenizer(hf_tok), max_model_len=4096, max_batch_tokens=budget,
+                          model_name="mistral-7b-shape")  # fmt: skip
         engine.ignore_eos = True
+        engine.continuous_batching = mode == "hf-cb"
         if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
             torch.cuda.synchronize()
         started = time.perf_counter()
-        result = synthesize_batch(docs, engine, settings)
+        try:
+            result = synthesize_batch(docs, engine, settings)
+        except Exception as exc:  # noqa: BLE001 - report a mode this transformers can't run, go on
+            rows.append({"engine": mode, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+            continue
         if device == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
         c = result.counts
         peak = round(torch.cuda.max_memory_allocated() / 2**30, 1) if device == "cuda" else None
         rows.append({
-            "engine": "hf", "max_batch_tokens": budget, "seconds": round(seconds, 2),
+            "engine": mode, "max_batch_tokens": budget, "seconds": round(seconds, 2),
             "raw_tokens_per_s": round(c["raw_tokens"] / seconds),
             "generated_tokens_per_s": round(c["generated_tokens"] / seconds),
             "documents_per_s": round(c["documents"] / seconds, 2), "peak_memory_gib": peak,

@@ -195,3 +195,15 @@ def test_prompt_ids_match_the_transformers_tokenizer(hf_engine):
     assert sum(r.prompt.count("<s>") > 1 for r in requests) == 6
     for r in requests:
         assert r.prompt_ids == tok.backend(r.prompt, add_special_tokens=False)["input_ids"]
+
+
+@pytest.mark.slow
+def test_hf_continuous_batching_equals_static_batches(hf_engine):
+    texts = ["Short.", "A somewhat longer document about rivers and lakes.", "Kettles boil water."]
+    requests = [Request(p, hf_engine.tokenizer.encode(p), 12) for p in map(build_prompt, texts)]
+    static = hf_engine.generate(requests)
+    hf_engine.continuous_batching = True
+    try:
+        assert hf_engine.generate(requests) == static
+    finally:
+        hf_engine.continuous_batching = False

@@ -108,6 +108,11 @@ from .common import user_errors
 )
 @click.option("--trust-remote-code", is_flag=True, help="Allow custom model code from the model folder.")
 @click.option(
+    "--continuous-batching",
+    is_flag=True,
+    help="hf engine: transformers' continuous batching (paged attention) instead of static batches.",
+)
+@click.option(
     "--tensor-parallel-size",
     type=int,
     default=1,
@@ -218,6 +223,7 @@ def synthesize(
     device: str,
     max_batch_tokens: int | None,
     trust_remote_code: bool,
+    continuous_batching: bool,
     tensor_parallel_size: int,
     gpu_memory_utilization: float,
     quantization: str | None,
@@ -271,6 +277,7 @@ def synthesize(
         max_batch_tokens=max_batch_tokens,
         trust_remote_code=trust_remote_code,
         extra={
+            "continuous_batching": continuous_batching,
             "tensor_parallel_size": tensor_parallel_size,
             "gpu_memory_utilization": gpu_memory_utilization,
             "quantization": quantization,

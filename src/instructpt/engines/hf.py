@@ -53,6 +53,9 @@ class HFEngine(Engine):
         pad = getattr(backend, "pad_token_id", None)
         self.pad_id = pad if pad is not None else (self.eos_id if self.eos_id is not None else 0)
         self.ignore_eos = False  # benchmarks force full-length generations
+        # transformers' continuous batching (paged attention, `generate_batch`) instead of static
+        # length-sorted batches: no padding, finished sequences leave the batch at once.
+        self.continuous_batching = False
 
     @classmethod
     def from_options(cls, options: EngineOptions) -> HFEngine:
@@ -74,7 +77,9 @@ class HFEngine(Engine):
             raise UsageError(f"cannot load the model {options.model}: {first_line(exc)}") from None
         model.to(device)
         tok = Tokenizer(tokenizer, name=options.tokenizer or options.model)
-        return cls(model, tok, options.max_model_len, options.max_batch_tokens, options.model)
+        engine = cls(model, tok, options.max_model_len, options.max_batch_tokens, options.model)
+        engine.continuous_batching = bool(options.extra.get("continuous_batching", False))
+        return engine
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -105,6 +110,8 @@ class HFEngine(Engine):
         return batches
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        if self.continuous_batching:
+            return self._generate_continuous(requests)
         out: list[Completion | None] = [None] * len(requests)
         for batch in self.batches(requests):
             for i, completion in zip(batch, self._generate_batch([requests[i] for i in batch])):
@@ -137,6 +144,29 @@ class HFEngine(Engine):
         completions = []
         for r, row in zip(requests, new_tokens):
             row = row[: r.max_new_tokens]
+            if self.eos_id is not None and self.eos_id in row and not self.ignore_eos:
+                cut = row.index(self.eos_id)
+                text_ids, n, reason = row[:cut], cut + 1, "stop"
+            else:
+                text_ids, n, reason = row, len(row), "length"
+            completions.append(Completion(self.tokenizer.decode(text_ids), n, reason))
+        return completions
+
+    def _generate_continuous(self, requests: Sequence[Request]) -> list[Completion]:
+        from transformers import GenerationConfig
+
+        eos = -1 if self.ignore_eos or self.eos_id is None else self.eos_id  # -1: never stop
+        config = GenerationConfig(max_new_tokens=max(r.max_new_tokens for r in requests), do_sample=False,
+                                  eos_token_id=eos, pad_token_id=self.pad_id)  # fmt: skip
+        # no inference_mode here: the manager's worker thread updates its tensors in place
+        outputs = self.model.generate_batch(inputs=[list(r.prompt_ids) for r in requests],
+                                            generation_config=config, progress_bar=False)  # fmt: skip
+        completions = []
+        for i, r in enumerate(requests):
+            result = outputs[f"req_{i}"]
+            if result.error:
+                raise RuntimeError(f"continuous batching failed on a request: {result.error}")
+            row = list(result.generated_tokens)[: r.max_new_tokens]
             if self.eos_id is not None and self.eos_id in row and not self.ignore_eos:
                 cut = row.index(self.eos_id)
                 text_ids, n, reason = row[:cut], cut + 1, "stop"
