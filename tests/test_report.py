@@ -352,7 +352,7 @@ def test_report_in_chromium(real_run, browser, monkeypatch, tmp_path):
     monkeypatch.chdir(real_run)  # relative paths, so the screenshot shows no temporary folder
     result = write_report(["work"], "report.html", sample_size=20)
     charts = len(result["charts"])
-    assert charts == 8
+    assert charts == 9  # + template usage (issue 12)
     page, seen = open_page(browser, real_run / "report.html")
     page.wait_for_function(f"{RENDERED} === {charts}", timeout=30_000)
     assert page.evaluate("document.querySelectorAll('.js-plotly-plot').length") == charts

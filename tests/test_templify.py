@@ -36,7 +36,21 @@ def test_fixture_pair_kinds(case):
         ("Q?\nOptions:\n- x\n- y", "z", "answer_not_an_option"),
         ("Q?\nOptions:\n- x\n- y", "None of the above", ("options", "Q?", "None of the above")),
         ("Q?\nOptions:\n- x\ny", "x", "malformed_options"),
-        ("Q?\nOptions:\n- x", "x", "malformed_options"),
+        ("Q?\nOptions:\n- x", "x", ("free", "Q?", "x")),  # one option is no choice: the question alone
+        ("Q?\nOptions:\n- x", "z", "answer_not_an_option"),
+        ("Q?\nOptions:\n- x\n- y", "Not enough information", ("free", "Q?", "Not enough information")),
+        ("Q?\nOptions:\n- x\n- not mentioned", "Not mentioned", ("options", "Q?", "Not mentioned")),
+        ("Q?", "R\nTherefore, the answer is 4", ("free", "Q?", "R\nTherefore, the answer is 4")),
+        (
+            "Q?\nLet's think step by step.",
+            "A.\nTherefore, the answer is 3\nTherefore, the answer is 4",
+            ("cot", "Q?", "4"),
+        ),  # fmt: skip
+        (
+            "Q?\nOptions:\n- x\n- y\nLet's think step by step.",
+            "R\nTherefore, the answer is y",
+            ("options_cot", "Q?", "y"),
+        ),  # fmt: skip
         ("Q?\nLet's think step by step.", "Because.\nTherefore, the answer is 4", ("cot", "Q?", "4")),
         ("Q?\nLet's think step by step.", "Just 4", "cot_without_final_answer"),
         ("Q?\nLet's think step by step.", "\nTherefore, the answer is 4", "cot_without_final_answer"),
@@ -51,9 +65,17 @@ def test_classify_table(instruction, response, expected):
         assert (view.kind, view.question, view.answer) == expected
 
 
-def test_unanswerable_answer_gets_a_none_option():
+def test_unanswerable_answers_and_options():
+    # "None of the above" for a list without it: listed as the last option, under a sampled phrasing
+    view = classify(Pair("Q?\nOptions:\n- x\n- y", "None of the above"))
+    assert view.options == ["x", "y", "None of the above"] and view.answer_index == view.none_index == 2
+    assert view.rename_none and view.needs_options
+    # an option that says the text does not tell keeps its words; the answer matches it
+    view = classify(Pair("Q?\nOptions:\n- not mentioned\n- y", "Not mentioned"))
+    assert view.none_index == view.answer_index == 0 and not view.rename_none and not view.needs_options
+    # "not enough information" with no such option is never rendered next to options
     view = classify(Pair("Q?\nOptions:\n- x\n- y", "Not enough information"))
-    assert view.options == ["x", "y", "Not enough information"] and view.answer_index == view.none_index == 2
+    assert view.kind == "free" and view.options is None
 
 
 def fixture_records(chain_of: int = 2) -> list[dict]:
@@ -143,8 +165,8 @@ def test_diversity_over_1000_documents():
                                for p in parse_pairs(case["prediction"])]})  # fmt: skip
     stats = TemplifyStats()
     list(templify(rows, stats=stats))
-    assert len(stats.patterns) >= 40
-    assert len({i for f, i in stats.patterns if f == "qa"}) >= 30
+    assert len(stats.all_patterns()) >= 40
+    assert len({i for f, i in stats.all_patterns() if f == "qa"}) >= 30
 
 
 _text = (
@@ -198,13 +220,13 @@ def test_properties_never_raise_lose_nothing_and_show_every_pair(rows, seed):
             view = classify(Pair(p["instruction"], p["response"]))
             if isinstance(view, PairView):
                 assert view.question in text
-                if view.rationale is not None:
-                    assert view.rationale in text
-                if view.options is None:
-                    assert view.answer in text
-                else:
-                    for k, option in enumerate(view.options):
-                        assert k == view.none_index or option in text
+                templates = by_source[row["id"]].templates
+                if view.rationale is not None:  # an inline few-shot test item asks only for the answer
+                    assert view.rationale in text or any(t.startswith("fewshot_inline/") for t in templates)
+                listed = view.options is not None and all(
+                    k == view.none_index or option in text for k, option in enumerate(view.options)
+                )
+                assert listed or view.answer in text  # the options, or the option-free answer
     assert [t.to_dict() for t in texts] == [t.to_dict() for t in templify(rows, seed=seed)]
 
 
@@ -215,7 +237,7 @@ def test_template_library_is_validated(monkeypatch):
     with pytest.raises(TemplateError, match="typo"):
         validate()
     monkeypatch.setitem(FAMILIES, "qa", (patterns[:3], needed, minimum))
-    with pytest.raises(TemplateError, match="needs 50"):
+    with pytest.raises(TemplateError, match="needs 80"):
         validate()
 
 
@@ -239,7 +261,7 @@ def test_cli_templify_end_to_end_and_resume(tmp_path, tokenizer):
     import pyarrow.parquet as pq
 
     rows = pq.read_table(tmp_path / "aug" / "data").to_pylist()
-    assert set(rows[0]) == {"id", "text", "source_ids", "n_shots", "n_pairs", "mode"}
+    assert set(rows[0]) == {"id", "text", "source_ids", "n_shots", "n_pairs", "mode", "templates"}
     assert sum(len(r["source_ids"]) for r in rows) == 30
     before = (tmp_path / "aug/data/part-00001.parquet").read_bytes()
     (tmp_path / "aug/data/part-00001.parquet").unlink()

@@ -42,6 +42,7 @@ DROP_UNFINISHED = "unfinished_last_pair"
 DROP_NO_ANS = "missing_ans"
 DROP_MULTIPLE_ANS = "multiple_ans"
 DROP_NO_QUE = "missing_que"
+DROP_MULTIPLE_QUE = "multiple_que"
 DROP_EMPTY_RESPONSE = "empty_response"
 DROP_DUPLICATE = "duplicate_instruction"
 DROP_REASONS = (
@@ -49,6 +50,7 @@ DROP_REASONS = (
     DROP_NO_ANS,
     DROP_MULTIPLE_ANS,
     DROP_NO_QUE,
+    DROP_MULTIPLE_QUE,
     DROP_EMPTY_RESPONSE,
     DROP_DUPLICATE,
 )
@@ -116,6 +118,9 @@ def parse_generation(generation: str) -> ParseResult:
             dropped[DROP_NO_QUE] += 1
             continue
         instruction = before[len(QUE) :].strip()
+        if QUE in instruction:  # an abandoned question followed by another: keep neither
+            dropped[DROP_MULTIPLE_QUE] += 1
+            continue
         response = after.strip()
         if not response:
             dropped[DROP_EMPTY_RESPONSE] += 1

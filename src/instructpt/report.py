@@ -424,6 +424,10 @@ def _templify_figures(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         "families",
         "distinct_patterns",
         "distinct_patterns_total",
+        "library_sizes",
+        "bare_document_share",
+        "mc_without_options_share",
+        "pattern_consistency",
     )
     figures = {k: summary.get(k) for k in keys}
     figures.update(
@@ -840,6 +844,30 @@ def build_charts(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "Template pattern families",
                 f"How often each family of the template library was drawn; "
                 f"{tem.get('distinct_patterns_total') or 0} distinct patterns in all.",
+                fig,
+            )
+        )
+    if tem and tem.get("library_sizes") and tem.get("distinct_patterns"):
+        sizes, used = tem["library_sizes"], tem["distinct_patterns"]
+        names = sorted(sizes, key=lambda f: (used.get(f, 0), f))
+        fig = go.Figure(
+            [
+                go.Bar(y=names, x=[sizes[f] for f in names], orientation="h", name="in the library",
+                       marker_color=_GREY, hovertemplate="%{y}: %{x} templates<extra></extra>"),
+                go.Bar(y=names, x=[used.get(f, 0) for f in names], orientation="h", name="used",
+                       marker_color=_GREEN, hovertemplate="%{y}: %{x} used<extra></extra>"),
+            ]
+        )  # fmt: skip
+        _layout(fig, "distinct templates", "", height=max(300, 22 * len(names) + 80))
+        fig.update_layout(barmode="overlay", margin={"l": 200, "r": 20, "t": 10, "b": 50})
+        bare, free = tem.get("bare_document_share"), tem.get("mc_without_options_share")
+        charts.append(
+            (
+                "template-usage",
+                "Template usage",
+                "Distinct templates each text recorded (its `templates` ids), per family, against the "
+                f"library's size; bare documents {_pct(bare)} of Classic shots, multiple choice "
+                f"without options {_pct(free)}.",
                 fig,
             )
         )

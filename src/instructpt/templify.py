@@ -26,13 +26,30 @@ from .templates import cot, dialog, fewshot, numbering, options, qa, reading, se
 MODES_MANY_PAIRS = {"classic": 0.80, "dialog": 0.05, "numbered": 0.05, "fewshot": 0.05, "next_turn": 0.05}
 MODES_ONE_PAIR = {"classic": 0.95, "dialog": 0.05}
 INVERSION_RATE = 0.05  # Classic/Dialog only: the pairs first, then "write a passage"
+BARE_RATE = 0.5  # a text shows its documents with no reading prompt (the reference: about half)
 BRIDGE_RATE = 0.5  # Classic: a bridge sentence between document and exercises
+# A text renders its multiple-choice pairs without their option lists (FLAN's option-free
+# variants) at this rate, unless one of them answers "None of the above", which needs its list;
+# a little over half so that about half of all multiple-choice pairs come out option-free.
+MC_FREE_RATE = 0.55
+NUMBERED_BEFORE_RATE = 0.5  # Numbered: the questions come before the document
+FEWSHOT_INLINE_RATE = 0.5  # Inline few-shot: answer first, explanation after (else exercises)
 RAW = "raw"
+RENDER_VERSION = 2  # bump when rendering changes in a way the rates and library do not show
 
 _MANY = (tuple(MODES_MANY_PAIRS), tuple(MODES_MANY_PAIRS.values()))
 _ONE = (tuple(MODES_ONE_PAIR), tuple(MODES_ONE_PAIR.values()))
 _COT_TAIL = COT_MARKER  # "\nLet's think step by step."
+_LIST_RELATIVE = frozenset(options.LIST_RELATIVE_MARKERS)
 _UNANSWERABLE = frozenset(options.UNANSWERABLE_MARKERS)
+_OPTION_FREE = tuple(i for i in range(len(options.PATTERNS)) if i not in set(options.WITH_OPTIONS))
+_ROMAN = "i ii iii iv v vi vii viii ix x xi xii xiii xiv xv xvi xvii xviii xix xx".split()
+
+# Reasons classify() gives for a pair it cannot render faithfully (docs/templify.md).
+DROP_COT = "cot_without_final_answer"
+DROP_EMPTY = "empty_question"
+DROP_MALFORMED = "malformed_options"
+DROP_NOT_AN_OPTION = "answer_not_an_option"
 
 
 def _labels(kind: str, n: int) -> list[str]:
@@ -42,10 +59,9 @@ def _labels(kind: str, n: int) -> list[str]:
         return [chr(97 + i) for i in range(n)]
     if kind == "roman" and n <= len(_ROMAN):
         return _ROMAN[:n]
+    if kind == "ROMAN" and n <= len(_ROMAN):
+        return [r.upper() for r in _ROMAN[:n]]
     return [str(i + 1) for i in range(n)]
-
-
-_ROMAN = "i ii iii iv v vi vii viii ix x xi xii xiii xiv xv xvi xvii xviii xix xx".split()
 
 
 @dataclass(slots=True)
@@ -54,19 +70,29 @@ class PairView:
 
     kind: str  # "free", "options", "cot", "options_cot"
     question: str
-    answer: str
+    answer: str  # the response (the final answer for CoT): what an option-free rendering shows
     options: list[str] | None = None
     answer_index: int | None = None  # which option is the answer
-    none_index: int | None = None  # an option that is an "unanswerable" phrase
+    none_index: int | None = None  # an option that is an "unanswerable" phrase (listed last)
     rationale: str | None = None
+    rename_none: bool = False  # the unanswerable option refers to the list: sampled phrasing
+
+    @property
+    def needs_options(self) -> bool:
+        """Its answer only makes sense next to the list ("None of the above")."""
+        return self.rename_none and self.answer_index == self.none_index
+
+
+def _folded(text: str) -> str:
+    return text.casefold().strip().rstrip(".")
 
 
 def _is_unanswerable(text: str) -> bool:
-    return text.casefold().strip().rstrip(".") in _UNANSWERABLE
+    return _folded(text) in _UNANSWERABLE
 
 
 def classify(pair: Pair) -> PairView | str:
-    """The pair's kind and parts, or the reason it cannot be templated."""
+    """The pair's kind and parts, or the reason it cannot be templated (docs/templify.md)."""
     instruction, response = pair.instruction, pair.response
     rationale = None
     is_cot = instruction.endswith(_COT_TAIL)
@@ -75,35 +101,40 @@ def classify(pair: Pair) -> PairView | str:
         rationale, marker, response = response.rpartition(COT_ANSWER_MARKER)
         rationale, response = rationale.strip(), response.strip()
         if not marker or not rationale or not response:
-            return "cot_without_final_answer"
+            return DROP_COT
     if OPTIONS_MARKER not in instruction:
         if not instruction:
-            return "empty_question"
-        if is_cot:
-            return PairView("cot", instruction, response, rationale=rationale)
-        return PairView("free", instruction, response)
+            return DROP_EMPTY
+        return PairView("cot" if is_cot else "free", instruction, response, rationale=rationale)
     question, _, rest = instruction.partition(OPTIONS_MARKER)
     question = question.strip()
     lines = ("- " + rest).split("\n")
     if not question or any(not line.startswith("- ") or not line[2:].strip() for line in lines):
-        return "malformed_options"
+        return DROP_MALFORMED
     opts = [line[2:].strip() for line in lines]
-    if len(opts) < 2:
-        return "malformed_options"
     index = next((i for i, o in enumerate(opts) if o == response), None)
     if index is None:
         folded = response.casefold()
         index = next((i for i, o in enumerate(opts) if o.casefold() == folded), None)
     none_index = next((i for i, o in enumerate(opts) if _is_unanswerable(o)), None)
+    if index is None and _is_unanswerable(response) and none_index is not None:
+        index = none_index
     if index is None:
         if not _is_unanswerable(response):
-            return "answer_not_an_option"
-        if none_index is None:  # an unanswerable answer gets a "none of the above" option
+            return DROP_NOT_AN_OPTION
+        if _folded(response) in _LIST_RELATIVE and len(opts) >= 2:
+            # "None of the above" for a list without it: that option is the list's convention
             opts.append(response)
-            none_index = len(opts) - 1
-        index = none_index
+            index = none_index = len(opts) - 1
+        else:
+            # "not enough information" for a list without such an option: never list options
+            # the answer is not among; ask the question alone, answered in the synthesizer's words
+            return PairView("cot" if is_cot else "free", question, response, rationale=rationale)
+    if len(opts) < 2:  # a one-option list is no choice: the question alone, answered by it
+        return PairView("cot" if is_cot else "free", question, response, rationale=rationale)
+    rename = none_index is not None and _folded(opts[none_index]) in _LIST_RELATIVE
     kind = "options_cot" if is_cot else "options"
-    return PairView(kind, question, response, opts, index, none_index, rationale)
+    return PairView(kind, question, response, opts, index, none_index, rationale, rename)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +145,7 @@ class AugmentedText:
     n_shots: int
     n_pairs: int
     mode: str
-    families: tuple[str, ...] = ()  # pattern families drawn from, for the summary
+    templates: tuple[str, ...] = ()  # template ids used ("qa/17"), in order of first use
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +155,7 @@ class AugmentedText:
             "n_shots": self.n_shots,
             "n_pairs": self.n_pairs,
             "mode": self.mode,
+            "templates": list(self.templates),
         }
 
 
@@ -134,6 +166,9 @@ class Shot:
     pairs: list[PairView]
 
 
+KINDS = ("free", "options", "cot", "options_cot")
+
+
 @dataclass
 class TemplifyStats:
     texts: int = 0
@@ -141,10 +176,14 @@ class TemplifyStats:
     pairs_rendered: int = 0
     inversions: int = 0
     modes: Counter[str] = field(default_factory=Counter)
-    families: Counter[str] = field(default_factory=Counter)
+    families: Counter[str] = field(default_factory=Counter)  # draws per family
     patterns: set[tuple[str, int]] = field(default_factory=set)
     pairs_dropped: Counter[str] = field(default_factory=Counter)
     shots: Counter[int] = field(default_factory=Counter)
+    # the distribution (docs/templify.md): counted events, shares are derived in to_dict()
+    kinds: Counter[str] = field(default_factory=Counter)  # pairs rendered, by kind
+    events: Counter[str] = field(default_factory=Counter)
+    templates: Counter[str] = field(default_factory=Counter)  # texts using each template id
 
     def add(self, other: TemplifyStats) -> None:
         self.texts += other.texts
@@ -156,9 +195,38 @@ class TemplifyStats:
         self.patterns |= other.patterns
         self.pairs_dropped.update(other.pairs_dropped)
         self.shots.update(other.shots)
+        self.kinds.update(other.kinds)
+        self.events.update(other.events)
+        self.templates.update(other.templates)
+
+    def distribution(self) -> dict[str, Any]:
+        """Shares the issue's targets are stated in (see benchmarks/templify_distribution.py)."""
+        e = self.events
+        share = lambda a, b: round(e[a] / e[b], 4) if e[b] else None  # noqa: E731
+        consistency = {
+            kind: {"texts": e[f"multi.{kind}"], "one_pattern": e[f"consistent.{kind}"],
+                   "share": share(f"consistent.{kind}", f"multi.{kind}")}
+            for kind in KINDS if e[f"multi.{kind}"]
+        }  # fmt: skip
+        return {
+            "bare_document_share": share("classic_bare", "classic_shots"),
+            "mc_without_options_share": share("mc_no_options", "mc_pairs"),
+            "mc_cot_without_options_share": share("mc_cot_no_options", "mc_cot_pairs"),
+            "layouts": {k[7:]: v for k, v in sorted(e.items()) if k.startswith("layout.")},
+            "pattern_consistency": consistency,
+            "pairs_by_kind": dict(sorted(self.kinds.items())),
+        }
+
+    def all_patterns(self) -> set[tuple[str, int]]:
+        """Every (family, index) drawn: the recorded set and the template ids' patterns."""
+        drawn = {(tid.rpartition("/")[0], int(tid.rpartition("/")[2])) for tid in self.templates}
+        return self.patterns | drawn
 
     def to_dict(self) -> dict[str, Any]:
-        distinct = Counter(family for family, _ in self.patterns)
+        from .templates import LIBRARY
+
+        patterns = self.all_patterns()
+        distinct = Counter(family for family, _ in patterns)
         return {
             "texts": self.texts,
             "documents": self.documents,
@@ -169,80 +237,153 @@ class TemplifyStats:
             "shots_per_text": {str(k): v for k, v in sorted(self.shots.items())},
             "families": dict(sorted(self.families.items())),
             "distinct_patterns": dict(sorted(distinct.items())),
-            "distinct_patterns_total": len(self.patterns),
+            "distinct_patterns_total": len(patterns),
+            "library_sizes": {name: len(items) for name, items in LIBRARY.items()},
+            **self.distribution(),
+            "template_usage": dict(sorted(self.templates.items())),
         }
 
 
 class _Renderer:
-    """Renders one text; every random choice comes from `rng`, in order."""
+    """Renders one text; every random choice comes from `rng`, in order.
 
-    def __init__(self, rng: random.Random, stats: TemplifyStats) -> None:
+    A text draws one pattern per pair kind (and one option item style, option header and
+    "none of the above" phrasing) the first time it needs one, and renders every pair and
+    every shot of that kind with it (SPEC §4).
+    """
+
+    def __init__(self, rng: random.Random, stats: TemplifyStats, needs_options: bool) -> None:
         self.rng = rng
         self.stats = stats
-        self.used: list[str] = []
+        self.needs_options = needs_options  # some MC pair's answer needs its list
+        self.ids: dict[str, None] = {}  # template ids used, in order
+        self.used: list[str] = []  # the family of every draw
+        self.last_id = ""
+        self.once: dict[str, Any] = {}  # per-text draws by family
+        self.kind_ids: dict[str, set[str]] = {}  # pattern ids that rendered each kind
+        self.show_options: bool | None = None  # turn-based layouts: a per-text coin
+        self.reading: str | None = None  # None: the bare document
 
-    def pick(self, family: str, patterns: tuple):
-        i = int(self.rng.random() * len(patterns))
-        self.stats.patterns.add((family, i))
+    def pick(self, family: str, patterns: tuple, among: tuple[int, ...] | None = None) -> Any:
+        if among is None:
+            i = int(self.rng.random() * len(patterns))
+        else:
+            i = among[int(self.rng.random() * len(among))]
         self.used.append(family)
+        self.last_id = tid = f"{family}/{i}"
+        self.ids[tid] = None
         return patterns[i]
+
+    def per_text(self, family: str, patterns: tuple, among: tuple[int, ...] | None = None) -> Any:
+        if family not in self.once:
+            self.once[family] = (self.pick(family, patterns, among), self.last_id)
+        return self.once[family][0]
+
+    def kind_pattern(self, kind: str) -> str:
+        if kind == "free":
+            pattern = self.per_text("qa", qa.PATTERNS)
+            family = "qa"
+        elif kind == "cot":
+            pattern = self.per_text("cot", cot.PATTERNS)
+            family = "cot"
+        elif kind == "options":
+            if "options" not in self.once:
+                free = not self.needs_options and self.rng.random() < MC_FREE_RATE
+                self.per_text("options", options.PATTERNS, _OPTION_FREE if free else options.WITH_OPTIONS)
+            pattern = self.once["options"][0]
+            family = "options"
+        else:
+            pattern = self.per_text("options_cot", cot.OPTIONS_PATTERNS)
+            family = "options_cot"
+        self.kind_ids.setdefault(kind, set()).add(self.once[family][1])
+        return pattern
+
+    def mc_shows_options(self) -> bool:
+        """Turn-based and inline layouts: whether this text lists multiple-choice options."""
+        if self.show_options is None:
+            self.show_options = self.needs_options or self.rng.random() >= MC_FREE_RATE
+        return self.show_options
+
+    def count_mc(self, view: PairView, shown: bool) -> None:
+        events = self.stats.events
+        if view.kind == "options":
+            events["mc_pairs"] += 1
+            events["mc_no_options"] += not shown
+        else:
+            events["mc_cot_pairs"] += 1
+            events["mc_cot_no_options"] += not shown
 
     # -- pieces -------------------------------------------------------------------------
     def option_list(self, view: PairView) -> tuple[str, str]:
-        """The rendered options and the answer in their labels (options shuffled)."""
+        """The rendered options (with the text's header) and the answer in their labels."""
         opts = view.options or []
         order = [i for i in range(len(opts)) if i != view.none_index]
         self.rng.shuffle(order)
         texts = [opts[i] for i in order]
         answer_pos = order.index(view.answer_index) if view.answer_index in order else None
-        if view.none_index is not None:
-            texts.append(self.pick("none_of_the_above", options.NONE_OF_THE_ABOVE))
+        if view.none_index is not None:  # "none of the above" goes last
+            none = opts[view.none_index]
+            if view.rename_none:
+                none = self.per_text("none_of_the_above", options.NONE_OF_THE_ABOVE)
+            texts.append(none)
             if answer_pos is None:
                 answer_pos = len(texts) - 1
-        kind, item, answer_format = self.pick("option_style", options.ITEM_STYLES)
+        kind, item, joiner, answer_format = self.per_text("opt_style", options.ITEM_STYLES)
+        header = self.per_text("header", options.HEADERS)
         labels = _labels(kind, len(texts))
-        listed = "\n".join(item.format(label=lab, option=o) for lab, o in zip(labels, texts))
+        listed = joiner.join(item.format(label=lab, option=o) for lab, o in zip(labels, texts))
+        if header:
+            listed = f"{header}{joiner if joiner == chr(10) else ' '}{listed}"
         answer = answer_format.format(label=labels[answer_pos], option=texts[answer_pos])
         return listed, answer
 
     def exercise(self, view: PairView) -> str:
-        """One pair through a pattern of its kind's family (Classic and few-shot)."""
+        """One pair through its kind's pattern for this text (Classic and few-shot)."""
+        pattern = self.kind_pattern(view.kind)
         if view.kind == "free":
-            return self.pick("qa", qa.PATTERNS).format(question=view.question, answer=view.answer)
+            return pattern.format(question=view.question, answer=view.answer)
         if view.kind == "cot":
-            return self.pick("cot", cot.PATTERNS).format(
-                question=view.question, rationale=view.rationale, answer=view.answer
-            )
+            return pattern.format(question=view.question, rationale=view.rationale, answer=view.answer)
+        if view.kind == "options" and "{options}" not in pattern:
+            self.count_mc(view, False)
+            return pattern.format(question=view.question, answer=view.answer)
+        self.count_mc(view, True)
         listed, answer = self.option_list(view)
         if view.kind == "options":
-            return self.pick("options", options.PATTERNS).format(
-                question=view.question, options=listed, answer=answer
-            )
-        return self.pick("options_cot", cot.OPTIONS_PATTERNS).format(
-            question=view.question, options=listed, rationale=view.rationale, answer=answer
-        )
+            return pattern.format(question=view.question, options=listed, answer=answer)
+        return pattern.format(question=view.question, options=listed, rationale=view.rationale, answer=answer)
+
+    def question_answer(self, view: PairView) -> tuple[str, str]:
+        """A pair's question (with its options when this text shows them) and answer."""
+        question, answer = view.question, view.answer
+        if view.options is not None:
+            shown = view.kind == "options_cot" or self.mc_shows_options()
+            self.count_mc(view, shown)
+            if shown:
+                listed, answer = self.option_list(view)
+                question = f"{question}\n{listed}"
+        return question, answer
 
     def turn_texts(self, view: PairView) -> tuple[str, str]:
         """A pair as (question turn, answer turn) for dialogs and numbered lists."""
-        question, answer = view.question, view.answer
-        if view.options is not None:
-            listed, answer = self.option_list(view)
-            question = f"{question}\n{listed}"
+        question, answer = self.question_answer(view)
         if view.rationale is not None:
             answer = f"{view.rationale}\nSo the answer is: {answer}"
         return question, answer
 
     def document(self, text: str) -> str:
-        return self.pick("reading", reading.READING_PROMPTS).format(document=text)
+        return text if self.reading is None else self.reading.format(document=text)
 
     # -- modes --------------------------------------------------------------------------
-    def classic(self, shot: Shot, invert: bool) -> str:
+    def classic(self, shot: Shot, invert: bool, bridge: str | None) -> str:
         exercises = "\n\n".join(self.exercise(v) for v in shot.pairs)
         if invert:
             return self.pick("inversion", reading.INVERSIONS).format(pairs=exercises, document=shot.text)
+        self.stats.events["classic_shots"] += 1
+        self.stats.events["classic_bare"] += self.reading is None
         head = self.document(shot.text)
-        if self.rng.random() < BRIDGE_RATE:
-            head = f"{head.rstrip()}\n\n{self.pick('bridge', reading.BRIDGES)}"
+        if bridge is not None:
+            head = f"{head.rstrip()}\n\n{bridge}"
         return f"{head.rstrip()}\n\n{exercises}"
 
     def dialog(self, shot: Shot, speakers: tuple[str, str], turn: str, invert: bool) -> str:
@@ -254,7 +395,7 @@ class _Renderer:
         conversation = "\n".join(lines)
         if invert:
             return self.pick("inversion", reading.INVERSIONS).format(pairs=conversation, document=shot.text)
-        intro = self.pick("dialog_intro", dialog.INTROS)
+        intro = self.per_text("dialog_intro", dialog.INTROS)
         return f"{self.document(shot.text).rstrip()}\n\n{intro}\n{conversation}"
 
     def next_turn(self, shot: Shot, speakers: tuple[str, str], turn: str) -> str:
@@ -264,28 +405,46 @@ class _Renderer:
             q, a = self.turn_texts(view)
             lines.append(turn.format(speaker=speakers[0], text=q))
             if k == last:
-                lines.append(self.pick("next_turn", dialog.NEXT_TURN_PROMPTS))
+                lines.append(self.per_text("next_turn", dialog.NEXT_TURN_PROMPTS))
             lines.append(turn.format(speaker=speakers[1], text=a))
-        intro = self.pick("dialog_intro", dialog.INTROS)
+        intro = self.per_text("dialog_intro", dialog.INTROS)
         return f"{self.document(shot.text).rstrip()}\n\n{intro}\n" + "\n".join(lines)
 
-    def numbered(self, shot: Shot) -> str:
-        q_label, a_label = self.pick("numbering", numbering.STYLES)
+    def numbered(self, shot: Shot, before: bool) -> str:
+        q_label, a_label = self.per_text("numbering", numbering.STYLES)
         turns = [self.turn_texts(v) for v in shot.pairs]
         questions = "\n".join(q_label.format(n=k) + q for k, (q, _) in enumerate(turns, 1))
         answers = "\n".join(a_label.format(n=k) + a for k, (_, a) in enumerate(turns, 1))
-        q_head = self.pick("numbered_questions_header", numbering.QUESTION_HEADERS)
-        a_head = self.pick("numbered_answers_header", numbering.ANSWER_HEADERS)
-        q_block = f"{q_head}\n{questions}" if q_head else questions
+        a_head = self.per_text("numbered_answers_header", numbering.ANSWER_HEADERS)
         a_block = f"{a_head}\n{answers}" if a_head else answers
-        return f"{self.document(shot.text).rstrip()}\n\n{q_block}\n\n{a_block}"
+        document = self.document(shot.text).rstrip()
+        if before:  # the questions first, then the document, then the answers
+            preview = self.per_text("numbered_preview", numbering.PREVIEW_HEADERS)
+            return f"{preview}\n{questions}\n\n{document}\n\n{a_block}"
+        q_head = self.per_text("numbered_questions_header", numbering.QUESTION_HEADERS)
+        q_block = f"{q_head}\n{questions}" if q_head else questions
+        return f"{document}\n\n{q_block}\n\n{a_block}"
 
     def fewshot(self, shot: Shot) -> str:
         examples = "\n\n".join(self.exercise(v) for v in shot.pairs[:-1])
-        intro = self.pick("fewshot_intro", fewshot.INTROS)
-        test = self.pick("fewshot_test", fewshot.TEST_PROMPTS)
+        intro = self.per_text("fewshot_intro", fewshot.INTROS)
+        test = self.per_text("fewshot_test", fewshot.TEST_PROMPTS)
         final = self.exercise(shot.pairs[-1])
         return f"{self.document(shot.text).rstrip()}\n\n{intro}\n\n{examples}\n\n{test}\n{final}"
+
+    def fewshot_inline(self, shot: Shot) -> str:
+        """Answer first, explanation after; the test item asks only for the answer."""
+        intro, example, why, test = self.per_text("fewshot_inline", fewshot.INLINE)
+        parts = []
+        for view in shot.pairs[:-1]:
+            question, answer = self.question_answer(view)
+            part = example.format(question=question, answer=answer)
+            if view.rationale is not None:
+                part = f"{part}\n{why.format(rationale=view.rationale)}"
+            parts.append(part)
+        question, answer = self.question_answer(shot.pairs[-1])
+        parts.append(test.format(question=question, answer=answer))
+        return f"{self.document(shot.text).rstrip()}\n\n{intro}\n\n" + "\n\n".join(parts)
 
 
 def text_seed(source_ids: Iterable[str], seed: int) -> int:
@@ -297,7 +456,8 @@ def text_seed(source_ids: Iterable[str], seed: int) -> int:
 def render_text(shots: list[Shot], seed: int, stats: TemplifyStats) -> AugmentedText:
     """One instruction-augmented text from linked shots (each with >= 1 usable pair)."""
     ids = tuple(s.id for s in shots)
-    r = _Renderer(random.Random(text_seed(ids, seed)), stats)
+    needs_options = any(v.needs_options for s in shots for v in s.pairs)
+    r = _Renderer(random.Random(text_seed(ids, seed)), stats, needs_options)
     names, weights = _MANY if min(len(s.pairs) for s in shots) >= 2 else _ONE
     mode = r.rng.choices(names, weights)[0]
     invert = mode in ("classic", "dialog") and r.rng.random() < INVERSION_RATE
@@ -306,14 +466,26 @@ def render_text(shots: list[Shot], seed: int, stats: TemplifyStats) -> Augmented
     if mode in ("dialog", "next_turn"):
         speakers = r.pick("speakers", dialog.SPEAKERS)
         turn = r.pick("dialog_turn", dialog.TURN_FORMATS)
+    if not invert and r.rng.random() >= BARE_RATE:
+        r.reading = r.pick("reading", reading.READING_PROMPTS)
+    bridge = None
+    if mode == "classic" and not invert and r.rng.random() < BRIDGE_RATE:
+        bridge = r.pick("bridge", reading.BRIDGES)
+    layout = mode
+    if mode == "numbered":
+        layout = "numbered_before" if r.rng.random() < NUMBERED_BEFORE_RATE else "numbered_after"
+    elif mode == "fewshot":
+        layout = "fewshot_inline" if r.rng.random() < FEWSHOT_INLINE_RATE else "fewshot_exercises"
     parts = []
     for shot in shots:
         if mode == "classic":
-            parts.append(r.classic(shot, invert))
+            parts.append(r.classic(shot, invert, bridge))
         elif mode == "dialog":
             parts.append(r.dialog(shot, speakers, turn, invert))
         elif mode == "numbered":
-            parts.append(r.numbered(shot))
+            parts.append(r.numbered(shot, layout == "numbered_before"))
+        elif layout == "fewshot_inline":
+            parts.append(r.fewshot_inline(shot))
         elif mode == "fewshot":
             parts.append(r.fewshot(shot))
         else:
@@ -325,8 +497,18 @@ def render_text(shots: list[Shot], seed: int, stats: TemplifyStats) -> Augmented
     stats.inversions += invert
     stats.modes[mode] += 1
     stats.shots[len(shots)] += 1
+    events = stats.events
+    events[f"layout.{layout}"] += 1
+    per_kind = Counter(v.kind for s in shots for v in s.pairs)
+    stats.kinds.update(per_kind)
+    for kind, used in r.kind_ids.items():  # texts whose >= 2 pairs of a kind share one pattern
+        if per_kind[kind] >= 2:
+            events[f"multi.{kind}"] += 1
+            events[f"consistent.{kind}"] += len(used) == 1
     stats.families.update(r.used)
-    return AugmentedText(ids[0], separator.join(parts), ids, len(shots), n_pairs, mode, tuple(r.used))
+    templates = tuple(r.ids)
+    stats.templates.update(templates)
+    return AugmentedText(ids[0], separator.join(parts), ids, len(shots), n_pairs, mode, templates)
 
 
 def _raw(entry_id: str, text: str, stats: TemplifyStats) -> AugmentedText:

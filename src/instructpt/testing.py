@@ -78,3 +78,73 @@ def build_tiny_model(
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# -- scripted generations (templify tests and benchmarks/templify_distribution.py) ---------------
+_DISTRACTORS = ("quartz", "meadow", "lantern", "harbor", "velvet", "orbit", "saffron", "glacier", "copper")
+
+
+def scripted_pairs(text: str) -> list[_Pair]:
+    """Pairs of all four kinds (free-form, multiple choice, CoT, multiple choice with CoT) about
+    `text`, as a synthesizer writes them, chosen deterministically from the text: 1 to 5 pairs,
+    a few of them with an unanswerable answer or a "None of the above" option."""
+    import hashlib
+    import random
+    import re
+
+    rng = random.Random(hashlib.blake2b(text.encode(), digest_size=8).digest())
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 3] or [text]
+    words = list(dict.fromkeys(w.strip(".,;:()\"'").lower() for w in text.split()))
+    words = [w for w in words if len(w) > 3 and w.isalpha()] or ["text"]
+    pairs: list[_Pair] = []
+    for k in range(rng.choice((1, 2, 3, 3, 4, 4, 5, 5))):
+        sentence = sentences[k % len(sentences)]
+        word = words[(k * 7) % len(words)]
+        distractors = rng.sample(_DISTRACTORS, 2)
+        kind = rng.choice(("free", "free", "options", "options", "cot", "options_cot"))
+        if kind == "free":
+            pairs.append(_Pair(f"What does sentence {k + 1} of the text say?", sentence))
+        elif kind == "options":
+            opts = [word, *distractors]
+            rng.shuffle(opts)
+            answer = word
+            roll = rng.random()
+            if roll < 0.05:  # the answer is "none of the above", listed
+                opts = [o for o in opts if o != word] + ["None of the above"]
+                answer = "None of the above"
+            elif roll < 0.1:  # "the text does not say", not listed
+                answer = "Not enough information"
+            listed = "\n".join(f"- {o}" for o in opts)
+            question = f"Which of these words appears in part {k + 1} of the text?"
+            pairs.append(_Pair(f"{question}\nOptions:\n{listed}", answer))
+        elif kind == "cot":
+            n = len(sentence.split())
+            final = f"\nTherefore, the answer is {n}" if rng.random() > 0.05 else ""  # 5%: no final answer
+            pairs.append(_Pair(
+                f"How many words does sentence {k + 1} have?\nLet's think step by step.",
+                f"Sentence {k + 1} reads: {sentence} Counting them gives {n}.{final}",
+            ))  # fmt: skip
+        else:
+            first = sentence.split()[0].strip(".,;:()\"'") or "The"
+            opts = [first, *distractors]
+            rng.shuffle(opts)
+            listed = "\n".join(f"- {o}" for o in opts)
+            pairs.append(_Pair(
+                f"Which word starts sentence {k + 1}?\nOptions:\n{listed}\nLet's think step by step.",
+                f"Sentence {k + 1} begins with '{first}'.\nTherefore, the answer is {first}",
+            ))  # fmt: skip
+    return pairs
+
+
+def scripted_generate(prompts: list[str]) -> list[str]:
+    """A synthesizer stand-in for `from_function`: `scripted_pairs` about each prompt's last
+    document, in the wire format (SPEC §2)."""
+    out = []
+    for prompt in prompts:
+        start = prompt.rfind("<CON> ") + len("<CON> ")
+        document = prompt[start : prompt.rfind(" </CON>")]
+        generation = serialize_pairs(scripted_pairs(document))
+        if len(document) % 8 == 0:  # now and then an abandoned question glued to the first one
+            generation = generation.replace("<QUE> ", "<QUE> Is this the first question? <QUE> ", 1)
+        out.append(generation)
+    return out

@@ -3,20 +3,29 @@
 Every pattern is a `str.format` string. `validate()` runs at import and refuses a
 library in which any pattern uses a placeholder its family does not define, misses
 one it must use, or where a family is smaller than the method needs.
+
+`LIBRARY` names every list templify draws from; a template id is `"family/index"` into it
+(`resolve("qa/17")`), and each augmented text records the ids it used.
 """
 
 from __future__ import annotations
 
 import string
+from typing import Any
 
 from . import cot, dialog, fewshot, numbering, options, qa, reading, separators
 
-# family name -> (patterns, placeholders each must use exactly once, minimum size)
-FAMILIES: dict[str, tuple[tuple[str, ...], frozenset[str], int]] = {
-    "qa": (qa.PATTERNS, frozenset({"question", "answer"}), 50),
-    "options": (options.PATTERNS, frozenset({"question", "options", "answer"}), 60),
-    "cot": (cot.PATTERNS, frozenset({"question", "rationale", "answer"}), 60),
-    "options_cot": (cot.OPTIONS_PATTERNS, frozenset({"question", "options", "rationale", "answer"}), 20),
+_Q_A = frozenset({"question", "answer"})
+
+# family name -> (patterns, placeholders each must use exactly once (or a tuple of allowed
+# sets), minimum size). The minimum sizes of the four pair-kind families and of the option
+# layouts are the reference implementation's counts (SPEC §4).
+FAMILIES: dict[str, tuple[tuple[str, ...], Any, int]] = {
+    "qa": (qa.PATTERNS, _Q_A, 80),
+    "options": (options.PATTERNS, (frozenset({"question", "options", "answer"}), _Q_A), 48),
+    "cot": (cot.PATTERNS, frozenset({"question", "rationale", "answer"}), 210),
+    "options_cot": (cot.OPTIONS_PATTERNS, frozenset({"question", "options", "rationale", "answer"}), 240),
+    "header": (options.HEADERS, frozenset(), 16),
     "reading": (reading.READING_PROMPTS, frozenset({"document"}), 40),
     "bridge": (reading.BRIDGES, frozenset(), 30),
     "inversion": (reading.INVERSIONS, frozenset({"pairs", "document"}), 30),
@@ -25,15 +34,34 @@ FAMILIES: dict[str, tuple[tuple[str, ...], frozenset[str], int]] = {
     "next_turn": (dialog.NEXT_TURN_PROMPTS, frozenset(), 10),
     "numbered_questions_header": (numbering.QUESTION_HEADERS, frozenset(), 10),
     "numbered_answers_header": (numbering.ANSWER_HEADERS, frozenset(), 10),
+    "numbered_preview": (numbering.PREVIEW_HEADERS, frozenset(), 10),
     "fewshot_intro": (fewshot.INTROS, frozenset(), 10),
     "fewshot_test": (fewshot.TEST_PROMPTS, frozenset(), 10),
     "none_of_the_above": (options.NONE_OF_THE_ABOVE, frozenset(), 10),
     "example_separator": (separators.EXAMPLE_SEPARATORS, frozenset(), 8),
 }
 
+# Every list templify draws from, by the family name used in template ids.
+LIBRARY: dict[str, tuple[Any, ...]] = {
+    **{name: patterns for name, (patterns, _, _) in FAMILIES.items()},
+    "opt_style": options.ITEM_STYLES,
+    "speakers": dialog.SPEAKERS,
+    "numbering": numbering.STYLES,
+    "fewshot_inline": fewshot.INLINE,
+}
+
+# The families whose pattern is drawn once per text and shared by all its pairs of that kind.
+PER_TEXT_FAMILIES = ("qa", "options", "cot", "options_cot", "opt_style", "header")
+
 
 class TemplateError(ValueError):
     """The template library is malformed."""
+
+
+def resolve(template_id: str) -> Any:
+    """The template a `"family/index"` id names (KeyError/IndexError if there is none)."""
+    family, _, index = template_id.rpartition("/")
+    return LIBRARY[family][int(index)]
 
 
 def placeholders(pattern: str) -> list[str]:
@@ -46,13 +74,18 @@ def validate() -> None:
             raise TemplateError(f"family {family!r} has {len(patterns)} patterns, needs {minimum}")
         if len(set(patterns)) != len(patterns):
             raise TemplateError(f"family {family!r} has duplicate patterns")
+        allowed = (needed,) if isinstance(needed, frozenset) else tuple(needed)
         for pattern in patterns:
             fields = placeholders(pattern)
-            if sorted(fields) != sorted(needed):
+            if not any(sorted(fields) == sorted(option) for option in allowed):
                 raise TemplateError(
                     f"{family} pattern {pattern!r} uses {sorted(fields)}, "
-                    f"expected each of {sorted(needed)} once"
+                    f"expected each of {' or '.join(str(sorted(o)) for o in allowed)} once"
                 )
+    if not options.WITH_OPTIONS or any("{options}" not in options.PATTERNS[i] for i in options.WITH_OPTIONS):
+        raise TemplateError("options.WITH_OPTIONS must index the patterns that show the option list")
+    if sum("{options}" in p for p in options.PATTERNS) != len(options.WITH_OPTIONS):
+        raise TemplateError("options.WITH_OPTIONS misses a pattern that shows the option list")
     for q_label, a_label in numbering.STYLES:
         if placeholders(q_label) != ["n"] or placeholders(a_label) != ["n"]:
             raise TemplateError(f"numbering style {(q_label, a_label)!r} must use {{n}} once each")
@@ -60,11 +93,32 @@ def validate() -> None:
         raise TemplateError("numbering needs at least 20 styles")
     if len(dialog.SPEAKERS) < 20:
         raise TemplateError("dialog needs at least 20 speaker styles")
-    kinds = {"upper", "lower", "number", "roman", "none"}
-    for kind, item, answer in options.ITEM_STYLES:
+    kinds = {"upper", "lower", "number", "roman", "ROMAN", "none"}
+    if len(options.ITEM_STYLES) < 87 or len(set(options.ITEM_STYLES)) != len(options.ITEM_STYLES):
+        raise TemplateError("option item styles must be at least 87 distinct styles")
+    for kind, item, joiner, answer in options.ITEM_STYLES:
         want = {"option"} if kind == "none" else {"label", "option"}
-        if kind not in kinds or set(placeholders(item)) != want or not set(placeholders(answer)) <= want:
-            raise TemplateError(f"option item style {(kind, item, answer)!r} is malformed")
+        inline_ok = joiner != "" and joiner.strip(" ;,|/") == ""
+        fields = set(placeholders(answer))
+        if (
+            kind not in kinds
+            or set(placeholders(item)) != want
+            or not fields
+            or not fields <= want
+            or not (joiner == "\n" or inline_ok)
+        ):
+            raise TemplateError(f"option item style {(kind, item, joiner, answer)!r} is malformed")
+    if len(fewshot.INLINE) < 10:
+        raise TemplateError("fewshot needs at least 10 inline (answer-first) layouts")
+    for intro, example, why, test in fewshot.INLINE:
+        q_a = ["question", "answer"]
+        if (
+            placeholders(intro)
+            or placeholders(example) != q_a
+            or placeholders(test) != q_a
+            or (placeholders(why) != ["rationale"])
+        ):
+            raise TemplateError(f"inline few-shot layout {(intro, example, why, test)!r} is malformed")
 
 
 validate()

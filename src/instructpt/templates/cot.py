@@ -6,10 +6,12 @@ carries a rationale; each uses the ``str.format`` placeholders
 ``OPTIONS_PATTERNS`` do the same for multiple-choice pairs and use
 ``{question}``, ``{options}``, ``{rationale}`` and ``{answer}`` exactly once,
 in that order, where ``{options}`` is a pre-rendered multi-line list of the
-choices.
+choices together with its header (drawn once per text), so these patterns carry no header of
+their own. Both lists are hand-written patterns followed by ones composed from parts: a
+question lead-in x a reasoning lead-in x an answer cue, one per line.
 """
 
-PATTERNS: tuple[str, ...] = (
+_WRITTEN: tuple[str, ...] = (
     "{question} Let's think step by step.\n{rationale}\nTherefore, the answer is {answer}.",
     "Q: {question}\nReasoning: {rationale}\nA: {answer}",
     "{question}\nStep-by-step reasoning: {rationale}\nSo the final answer is {answer}",
@@ -81,38 +83,80 @@ PATTERNS: tuple[str, ...] = (
     "{question}\nReasoning and answer: {rationale}\nThe answer: {answer}",
 )
 
-OPTIONS_PATTERNS: tuple[str, ...] = (
-    "{question}\nOptions:\n{options}\nLet's think step by step. {rationale}\nThe answer is {answer}.",
-    "{question}\n{options}\n{rationale}\nAnswer: {answer}",
+_QUESTIONS: tuple[str, ...] = (
+    "{question}",
+    "Q: {question}",
+    "Question: {question}",
+    "Problem: {question}",
+    "{question} Let's think step by step.",
+    "{question} Think it through before answering.",
+    "Work it out: {question}",
+    "{question} Explain your reasoning.",
+)
+_RATIONALES: tuple[str, ...] = (
+    "{rationale}",
+    "Reasoning: {rationale}",
+    "Let's think. {rationale}",
+    "Step by step: {rationale}",
+    "Explanation: {rationale}",
+    "My reasoning: {rationale}",
+    "Thoughts: {rationale}",
+)
+_ANSWERS: tuple[str, ...] = (
+    "So the answer is {answer}.",
+    "Answer: {answer}",
+    "Therefore, the answer is {answer}.",
+    "The final answer: {answer}",
+    "Hence, {answer}.",
+    "So: {answer}",
+)
+
+PATTERNS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        _WRITTEN + tuple(f"{q}\n{r}\n{a}" for q in _QUESTIONS for r in _RATIONALES for a in _ANSWERS)
+    )
+)
+
+_OPTIONS_WRITTEN: tuple[str, ...] = (
+    "{question}\n{options}\nLet's think step by step. {rationale}\nThe answer is {answer}.",
     "{question}\n{options}\n{rationale} So the answer is {answer}.",
-    "Q: {question}\nOptions:\n{options}\nReasoning: {rationale}\nA: {answer}",
-    "Question: {question}\nChoices:\n{options}\nExplanation: {rationale}\nAnswer: {answer}",
-    "{question}\nPick from:\n{options}\nMy thoughts: {rationale}\nMy pick: {answer}",
-    "{question}\nChoose from:\n{options}\nStream of consciousness: {rationale}\nThe answer: {answer}",
-    "{question}\nPossible answers:\n{options}\nLet's reason. {rationale}\nTherefore, {answer}.",
-    "{question}\nSelect one:\n{options}\nRationale: {rationale}\nSelected: {answer}",
-    "{question}\nOPTIONS:\n{options}\nREASONING: {rationale}\nANSWER: {answer}",
-    "{question}\n\nOptions:\n{options}\n\nStep-by-step reasoning:\n{rationale}\n\nFinal answer: {answer}",
-    "Question:\n{question}\n\nChoices:\n{options}\n\nReasoning:\n{rationale}\n\nAnswer:\n{answer}",
-    "Multiple choice: {question}\n{options}\nThinking: {rationale}\nChoice: {answer}",
     "Choose the best answer and explain why.\n{question}\n{options}\n{rationale}\nBest answer: {answer}",
-    "{question}\nAvailable choices:\n{options}\nAnalysis: {rationale}\nCorrect option: {answer}",
-    "{question}\nThe options are:\n{options}\nLet me think. {rationale}\nI'd go with {answer}.",
-    "{question}\nWhich is correct?\n{options}\nExplanation: {rationale} So it is {answer}.",
-    "{question}\nCandidates:\n{options}\nWorking: {rationale}\nPrediction: {answer}",
-    "{question}\nAnswer choices:\n{options}\nJustification: {rationale}\nAnswer: {answer}",
-    "{question}\nSelect from the following.\n{options}\nFirst, reason: {rationale}\nThen choose: {answer}",
-    "{question}\nchoices:\n{options}\nreasoning: {rationale}\nanswer: {answer}",
-    "Problem: {question}\nOptions:\n{options}\nSolution: {rationale}\nAnswer: {answer}",
-    "{question}\nOptions:\n{options}\nLet's break it down. {rationale}\nHence the correct option: {answer}",
-    "{question}\nPick one:\n{options}\nHmm. {rationale}\nI think the answer is {answer}.",
+    "{question}\n\n{options}\n\nStep-by-step reasoning:\n{rationale}\n\nFinal answer: {answer}",
+    "Question:\n{question}\n\n{options}\n\nReasoning:\n{rationale}\n\nAnswer:\n{answer}",
+    "Multiple choice: {question}\n{options}\nThinking: {rationale}\nChoice: {answer}",
+    "{question}\n{options}\nLet me think. {rationale}\nI'd go with {answer}.",
+    "{question} {options}\nWhy: {rationale}\nAnswer: {answer}",
     "{question}\n{options}\nThink carefully first, then decide: {rationale} So, the answer is {answer}.",
-    "{question}\nYour options are:\n{options}\nThe reasoning: {rationale}\nThe choice: {answer}",
     "Q: {question}\n{options}\nA: {rationale} The answer is {answer}.",
-    "{question}\n[Options]\n{options}\n[Reasoning] {rationale}\n[Answer] {answer}",
-    "{question}\nChoices -\n{options}\nWhy - {rationale}\nAnswer - {answer}",
+    "{question}\n{options}\n[Reasoning] {rationale}\n[Answer] {answer}",
     "Read the question and the options, reason, then answer.\n{question}\n{options}\n{rationale}\n{answer}",
-    "{question}\nConsider these options:\n{options}\nEvidence: {rationale}\nVerdict: {answer}",
-    "{question}\nChoose one of the following:\n{options}\nLet's see... {rationale}\nThat gives {answer}.",
     "Quiz: {question}\n{options}\nExplanation: {rationale}\nKey: {answer}",
+    "{question}\n{options}\nHmm. {rationale}\nI think the answer is {answer}.",
+    "{question}\n{options}\nEvidence: {rationale}\nVerdict: {answer}",
+)
+_OPTIONS_QUESTIONS: tuple[str, ...] = (
+    "{question}\n{options}",
+    "Q: {question}\n{options}",
+    "Question: {question}\n{options}",
+    "Problem: {question}\n{options}",
+    "{question}\n{options}\nLet's think step by step.",
+    "{question}\n{options}\nExplain your choice.",
+    "Pick the right option. {question}\n{options}",
+)
+_OPTIONS_ANSWERS: tuple[str, ...] = (
+    "So the answer is {answer}.",
+    "Answer: {answer}",
+    "Therefore, the answer is {answer}.",
+    "The correct option: {answer}",
+    "Hence, {answer}.",
+    "My choice: {answer}",
+)
+
+OPTIONS_PATTERNS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        _OPTIONS_WRITTEN
+        + tuple(
+            f"{q}\n{r}\n{a}" for q in _OPTIONS_QUESTIONS for r in _RATIONALES[:6] for a in _OPTIONS_ANSWERS
+        )
+    )
 )

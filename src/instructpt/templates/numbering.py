@@ -6,7 +6,8 @@ followed by a numbered list of answers. ``STYLES`` are
 placeholder ``{n}`` (1, 2, 3, ...) exactly once. ``QUESTION_HEADERS`` and
 ``ANSWER_HEADERS`` are placeholder-free headers placed before the numbered
 questions and the numbered answers respectively (an empty header means no
-header line).
+header line). ``PREVIEW_HEADERS`` introduce the numbered questions when they come *before*
+the document (read the questions, then the text, then the answers).
 """
 
 STYLES: tuple[tuple[str, str], ...] = (
@@ -68,4 +69,19 @@ ANSWER_HEADERS: tuple[str, ...] = (
     "Correct answers:",
     "My answers:",
     "Check your answers:",
+)
+
+PREVIEW_HEADERS: tuple[str, ...] = (
+    "Read the questions first, then the passage, and answer them.",
+    "Keep these questions in mind as you read:",
+    "Questions to answer after reading the text below:",
+    "Before reading, look at these questions.",
+    "You will answer these questions about the text that follows:",
+    "First the questions, then the article:",
+    "Preview questions:",
+    "Read the text below to answer these questions.",
+    "Questions (the passage follows):",
+    "Think about these questions while reading:",
+    "Answer the following questions using the passage after them.",
+    "QUESTIONS FIRST",
 )

@@ -4,10 +4,11 @@ Each pattern renders one instruction-response pair as natural text. Every
 pattern uses the ``str.format`` placeholders ``{question}`` and ``{answer}``
 exactly once each, with the question appearing before the answer. The
 patterns vary prefixes, separators, casing, punctuation and newline layout
-so that rendered texts do not share a single surface form.
+so that rendered texts do not share a single surface form. ``PATTERNS`` is the
+hand-written list followed by labeled pairs composed with answer separators.
 """
 
-PATTERNS: tuple[str, ...] = (
+_WRITTEN: tuple[str, ...] = (
     "Q: {question}\nA: {answer}",
     "Question: {question}\nAnswer: {answer}",
     "{question}\n\n{answer}",
@@ -73,4 +74,33 @@ PATTERNS: tuple[str, ...] = (
     "{question} (answer below)\n{answer}",
     "Request: {question}\nResult: {answer}",
     "Prompt: {question}\nCompletion: {answer}",
+)
+
+# Labeled question/answer pairs x separators between them (duplicates of the list above dropped).
+_LABELS: tuple[tuple[str, str], ...] = (
+    ("Q: ", "A: "),
+    ("Question: ", "Answer: "),
+    ("Problem: ", "Solution: "),
+    ("Input: ", "Output: "),
+    ("Query: ", "Reply: "),
+    ("QUESTION: ", "ANSWER: "),
+    ("question: ", "answer: "),
+    ("In: ", "Out: "),
+    ("Question:\n", "Answer:\n"),
+    ("Q. ", "A. "),
+    ("Ask: ", "Answer: "),
+    ("Task: ", "Response: "),
+)
+_SEPARATORS: tuple[str, ...] = ("\n", "\n\n", " ", "\n---\n")
+
+PATTERNS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        _WRITTEN
+        + tuple(
+            f"{q}{{question}}{sep}{a}{{answer}}"
+            for q, a in _LABELS
+            for sep in _SEPARATORS
+            if not (q.endswith("\n") and sep == " ")
+        )
+    )
 )

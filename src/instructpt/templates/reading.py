@@ -1,7 +1,9 @@
 """Reading-comprehension framing for templify.
 
 ``READING_PROMPTS`` introduce the raw document that the exercises are about;
-each uses the ``str.format`` placeholder ``{document}`` exactly once.
+each uses the ``str.format`` placeholder ``{document}`` exactly once. The bare document
+(no reading prompt at all, about half of the texts) is not in this list: templify decides
+it per text.
 ``BRIDGES`` are placeholder-free sentences placed between the document and
 the exercises that follow it. ``INVERSIONS`` are used when the
 question-answer pairs come first and the document after, framing the
@@ -10,8 +12,6 @@ document as a passage written from the pairs; each uses ``{pairs}`` and
 """
 
 READING_PROMPTS: tuple[str, ...] = (
-    "{document}",
-    "{document}\n\n",
     "Read the following article and answer the questions.\n\n{document}",
     "Article: {document}",
     "Article:\n{document}",
