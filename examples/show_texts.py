@@ -1,6 +1,6 @@
 """Print what `instructpt templify` wrote: the mix of modes, and one text per mode.
 
-    python examples/show_texts.py OUTPUT_FOLDER
+python examples/show_texts.py OUTPUT_FOLDER
 """
 
 import json

@@ -49,7 +49,8 @@ def serve(tokenizer, model="tiny", max_model_len=4096, fail=False):
             )
             out = respond(text)
             self._send(200, {"choices": [{"text": out, "finish_reason": "stop"}],
-                             "usage": {"completion_tokens": len(tokenizer.encode(out)) + 1}})  # fmt: skip
+                             "usage": {"completion_tokens": min(len(tokenizer.encode(out)) + 1,
+                                                                body["max_tokens"])}})  # fmt: skip
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

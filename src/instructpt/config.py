@@ -1,8 +1,12 @@
 """`instructpt run` configuration: one YAML file for synthesize -> templify -> mix.
 
 Validated with pydantic models that forbid unknown keys, so a typo fails with the key's
-dotted path. `--set a.b=value` overrides parse `value` as YAML (numbers, booleans, lists).
-Relative paths are relative to the directory the command runs in.
+dotted path, and that are strict: `rounds: true` or `rounds: "2"` is an error, not 1 or 2 (an
+int field takes an int only, a float field an int or float, never NaN or infinity). The file is
+UTF-8 YAML read with a `yaml.SafeLoader` that refuses a key given twice (plain safe_load keeps
+the last) and, like safe_load, any Python tag. `--set a.b=value` overrides parse `value` the
+same way (numbers, booleans, lists). Relative paths are relative to the directory the command
+runs in.
 """
 
 from __future__ import annotations
@@ -10,14 +14,49 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .engines.registry import DEFAULT_MODEL
 from .errors import UsageError
+from .output import safe_name
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader (no Python tags) that refuses a mapping key given twice."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable: SafeLoader reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what is wrong and on which line."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark or exc.context_mark
+        return f"{exc.problem} (line {mark.line + 1})" if mark else exc.problem
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class SynthesizeStage(_Strict):
@@ -32,6 +71,7 @@ class SynthesizeStage(_Strict):
     text_field: str = "text"
     id_field: str = "id"
     long_docs: Literal["split", "truncate", "skip"] = "split"
+    max_doc_chars: int | None = Field(10_000_000, gt=0)  # null: no limit (pipeline.DEFAULT_MAX_DOC_CHARS)
     format: Literal["parquet", "jsonl"] = "parquet"
     keep_generations: bool = False
     limit: int | None = Field(None, ge=1)
@@ -47,6 +87,15 @@ class TemplifyStage(_Strict):
 
 class SourceModel(_Strict):
     name: str
+
+    @field_validator("name")
+    @classmethod
+    def _safe(cls, name: str) -> str:
+        try:
+            return safe_name(name, "source name")
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+
     paths: list[str] = Field(min_length=1)
     weight: float | None = Field(None, gt=0)
     text_field: str = "text"
@@ -85,8 +134,6 @@ class RunConfig(_Strict):
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply one `a.b.c=value` override to the raw config mapping."""
-    import yaml
-
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise UsageError(f"--set needs key=value, got {assignment!r}")
@@ -97,19 +144,25 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise UsageError(f"--set {key}: {part!r} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        node[parts[-1]] = parse_yaml(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--set {key.strip()}: the value is not valid YAML: {yaml_problem(exc)}") from None
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     """The validated config in `path` with `overrides` applied."""
-    import yaml
-
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        text = Path(path).read_bytes().decode("utf-8")
+        data = parse_yaml(text) or {}
     except FileNotFoundError:
         raise UsageError(f"config not found: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read the config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"{path} is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a mapping of sections (workdir, synthesize, templify, mix)")
     for assignment in overrides:

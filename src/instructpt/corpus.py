@@ -2,8 +2,10 @@
 
 `expand_inputs` turns the user's paths, folders and globs into a sorted file list;
 `read_corpus` streams `Document`s from them, and a `Reject` (with its reason) for
-every record that cannot be used: invalid JSON, non-UTF-8 bytes, a missing, empty or
-non-string text field, a bad or duplicate id, an unreadable file. Nothing is dropped
+every record that cannot be used: invalid JSON (also too deeply nested, or an integer too
+long to convert), non-UTF-8 bytes, a lone surrogate (`invalid_unicode`), a missing, empty or
+non-string text field, a bad or duplicate id, a text over `max_doc_chars`, an unreadable
+file. A bad record is one reject and never costs the rest of its file. Nothing is dropped
 without a trace. Ids come from the id field when present, else from a hash of the
 text, so they are stable across runs, machines and shardings.
 """
@@ -14,6 +16,7 @@ import glob
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +81,7 @@ def _fsspec() -> Any:
     return fsspec
 
 
-def _expand_url(url: str) -> list[RemotePath]:
+def _expand_url(url: str, skipped: list[InputFile] | None = None) -> list[RemotePath]:
     fsspec = _fsspec()
     try:
         fs, root = fsspec.core.url_to_fs(url)
@@ -95,22 +98,32 @@ def _expand_url(url: str) -> list[RemotePath]:
     except Exception as exc:  # noqa: BLE001 - a missing filesystem package or bad credentials
         raise UsageError(f"cannot list {url}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     paths = [RemotePath(u) for u in sorted(fs.unstrip_protocol(p) for p in found)]
+    if skipped is not None:
+        skipped.extend(p for p in paths if not file_kind(Path(p.name)))
     paths = [p for p in paths if file_kind(Path(p.name))]
     if not paths:
         raise UsageError(f"no .jsonl, .parquet or .txt files at {url}")
     return paths
 
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[InputFile]:
-    """Files to read, in a stable order: folders recursively, globs expanded, sorted; URLs too."""
+def expand_inputs(inputs: Sequence[str | Path], skipped: list[InputFile] | None = None) -> list[InputFile]:
+    """Files to read, in a stable order: folders recursively, globs expanded, sorted; URLs too.
+
+    Files a folder, glob or URL listing holds that are not of a supported type (.csv, .tsv, no
+    extension...) are left out; pass a list as `skipped` to learn which."""
     files: list[InputFile] = []
     for item in inputs:
         if is_url(item):
-            files.extend(_expand_url(str(item)))
+            files.extend(_expand_url(str(item), skipped))
             continue
         path = Path(str(item).removeprefix("file://"))
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and file_kind(p))
+            from .output import without_run_folders  # our output folders inside are not input
+
+            every = without_run_folders(path, sorted(p for p in path.rglob("*") if p.is_file()))
+            found = [p for p in every if file_kind(p)]
+            if skipped is not None:
+                skipped.extend(p for p in every if not file_kind(p))
             if not found:
                 raise UsageError(f"no .jsonl, .parquet or .txt files under {path}")
             files.extend(found)
@@ -120,6 +133,8 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[InputFile]:
             files.append(path)
         elif glob.has_magic(str(path)):
             matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+            if skipped is not None:
+                skipped.extend(p for p in matches if p.is_file() and not file_kind(p))
             matches = [p for p in matches if p.is_file() and file_kind(p)]
             if not matches:
                 raise UsageError(f"no input files match {item}")
@@ -157,6 +172,8 @@ class CorpusReader:
     # Instruction data (SPEC §5): the text is `record[text_field] + " " + record[response_field]`.
     response_field: str | None = None
     reject_duplicate_ids: bool = True
+    # Records whose text has more characters than this are rejected (`too_many_chars`); None: no limit.
+    max_doc_chars: int | None = None
 
     def __iter__(self) -> Iterator[Document | Reject]:
         seen: set[str] = set()
@@ -199,10 +216,13 @@ class CorpusReader:
                 except json.JSONDecodeError as exc:
                     yield Reject(source, "invalid_json", f"{exc.msg} (column {exc.colno})")
                     continue
+                except (ValueError, RecursionError) as exc:  # too deeply nested; an integer too long
+                    yield Reject(source, "invalid_json", _one_line(exc))
+                    continue
                 if not isinstance(record, dict):
                     yield Reject(source, "not_an_object", f"a JSON {type(record).__name__}")
                     continue
-                yield self._document(record, source)
+                yield self._safe_document(record, source)
 
     def _read_parquet(self, path: Path) -> Iterator[Document | Reject]:
         import pyarrow.parquet as pq
@@ -222,8 +242,10 @@ class CorpusReader:
             values = {name: _column(batch, name) for name in columns}
             for k in range(batch.num_rows):
                 record = {name: values[name][k] for name in columns}
-                yield self._document(record, f"{path}#row{row}")
+                source = f"{path}#row{row}"
                 row += 1
+                bad = next((v for v in record.values() if isinstance(v, _BadValue)), None)
+                yield Reject(source, bad.reason, bad.detail) if bad else self._safe_document(record, source)
 
     def _read_text(self, path: Path) -> Iterator[Document | Reject]:
         with _open_binary(path) as handle:
@@ -233,7 +255,16 @@ class CorpusReader:
         except UnicodeDecodeError as exc:
             yield Reject(str(path), "invalid_utf8", str(exc))
             return
-        yield self._document({self.text_field: text}, str(path))
+        yield self._safe_document({self.text_field: text}, str(path))
+
+    def _safe_document(self, record: dict[str, Any], source: str) -> Document | Reject:
+        """`_document`, with anything unexpected about one record a reject of that record only."""
+        try:
+            return self._document(record, source)
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad record never ends the file
+            return Reject(source, "bad_record", _one_line(exc))
 
     def _document(self, record: dict[str, Any], source: str) -> Document | Reject:
         text = _string_field(record, self.text_field, source)
@@ -249,7 +280,13 @@ class CorpusReader:
             doc_id = content_id(text)
         elif isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
             return Reject(source, "bad_id", f"{self.id_field!r} is a {type(doc_id).__name__}")
-        return Document(str(doc_id), text, source)
+        elif isinstance(doc_id, str) and (bad := _surrogate(doc_id, self.id_field, source)):
+            return bad
+        doc_id = str(doc_id)
+        if self.max_doc_chars is not None and len(text) > self.max_doc_chars:
+            detail = f"{len(text):,} characters > --max-doc-chars {self.max_doc_chars:,}"
+            return Reject(source, "too_many_chars", detail, doc_id)
+        return Document(doc_id, text, source)
 
 
 def _string_field(record: dict[str, Any], field: str, source: str) -> str | Reject:
@@ -264,13 +301,55 @@ def _string_field(record: dict[str, Any], field: str, source: str) -> str | Reje
             return Reject(source, "invalid_utf8", str(exc))
     if not isinstance(text, str):
         return Reject(source, "text_not_string", f"{field!r} is a {type(text).__name__}")
+    if bad := _surrogate(text, field, source):
+        return bad
     if not text.strip():
         return Reject(source, "empty_text", f"{field!r} is empty")
     return text
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate(value: str, field: str, source: str) -> Reject | None:
+    """A reject for a string holding a lone surrogate (JSON allows `"\\ud800"`; UTF-8 cannot
+    encode it, so every later step would fail on it), else None."""
+    found = _SURROGATES.search(value)
+    if found is None:
+        return None
+    return Reject(source, "invalid_unicode", f"{field!r} has a lone surrogate U+{ord(found.group()):04X} "
+                  f"at character {found.start()}")  # fmt: skip
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: message`, first line only and at most 300 characters, for a reject's detail."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+@dataclass(frozen=True)
+class _BadValue:
+    """A Parquet cell that cannot become a Python value (e.g. a string that is not UTF-8)."""
+
+    reason: str
+    detail: str
+
+
 def _column(batch: Any, name: str) -> list[Any]:
-    return batch.column(batch.schema.get_field_index(name)).to_pylist()
+    column = batch.column(batch.schema.get_field_index(name))
+    try:
+        return column.to_pylist()
+    except Exception:  # noqa: BLE001 - find the bad cells one by one, keep the rest
+        return [_cell(column, k) for k in range(len(column))]
+
+
+def _cell(column: Any, k: int) -> Any:
+    try:
+        return column[k].as_py()
+    except UnicodeDecodeError as exc:
+        return _BadValue("invalid_utf8", _one_line(exc))
+    except Exception as exc:  # noqa: BLE001
+        return _BadValue("bad_record", _one_line(exc))
 
 
 def _open_binary(path: InputFile) -> IO[bytes]:

@@ -26,6 +26,7 @@ seq_len - 1 tokens of the whole corpus and no padding.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -39,8 +40,21 @@ from typing import IO, Any
 import numpy as np
 
 from .corpus import CorpusReader, expand_inputs, file_size
-from .errors import UsageError
-from .output import MANIFEST, OutputDir, write_atomic, write_json
+from .errors import SettingsChanged, UsageError
+from .output import (
+    MANIFEST,
+    NO_SPACE,
+    DamagedData,
+    OutputDir,
+    check_inputs,
+    check_run,
+    disk_full,
+    inside,
+    marker_files,
+    safe_name,
+    write_atomic,
+    write_json,
+)
 from .records import Document, Reject
 from .token_formats import token_dtype, write_megatron, write_olmo
 
@@ -60,6 +74,21 @@ class SourceSpec:
     response_field: str | None = None  # instruction data: text = question + " " + response
     id_field: str = "id"
 
+    def __post_init__(self) -> None:
+        """Recipes are user text: the name becomes part of file names (output.SAFE_NAME), and
+        a wrong type is a one-line error here rather than a traceback later."""
+        safe_name(self.name, "source name")
+        if not (isinstance(self.paths, list) and self.paths and all(isinstance(p, str) for p in self.paths)):
+            raise UsageError(f"source {self.name!r}: paths must be a non-empty list of file or folder names")
+        w = self.weight
+        if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)
+                              or w <= 0):  # fmt: skip
+            raise UsageError(f"source {self.name!r}: weight must be a positive number, got {w!r}")
+        for key in ("text_field", "id_field", "response_field"):
+            value = getattr(self, key)
+            if not isinstance(value, str) and not (key == "response_field" and value is None):
+                raise UsageError(f"source {self.name!r}: {key} must be a string, got {value!r}")
+
 
 @dataclass
 class MixConfig:
@@ -77,6 +106,9 @@ class MixConfig:
     bos_text: str | None = None  # default: the tokenizer's BOS token
     eos_text: str | None = None  # default: the tokenizer's EOS token
     overwrite: bool = False
+    verify: bool = False  # hash every raw input (instructpt folders' shards are always hashed)
+    rebuild: bool = False  # recompute a finished mix whose inputs changed, instead of refusing
+    allow_partial: bool = False  # mix the intact shards of unfinished/damaged runs, saying what is left out
 
 
 def scratch_recipe(
@@ -113,15 +145,33 @@ def parse_ratio(ratio: str) -> tuple[float, float]:
 def load_recipe(path: str | Path) -> list[SourceSpec]:
     """A custom recipe: {"sources": [{"name", "paths", "weight"?, "text_field"?, ...}]}."""
     try:
-        data = json.loads(Path(path).read_text())
-        sources = [SourceSpec(**s) for s in data["sources"]]
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise UsageError(f"recipe file not found: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read the recipe {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}); save the recipe as UTF-8") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+        sources = [SourceSpec(**s) for s in data["sources"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"{path} is not a valid recipe ({exc}); see README 'Custom recipes'") from None
     if not sources:
         raise UsageError(f"{path} lists no sources")
     return sources
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object_pairs_hook: a key given twice is an error (json.loads keeps the last)."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
 
 
 # -- tokenization -----------------------------------------------------------------------------
@@ -167,6 +217,40 @@ def _init_worker(tokenizer_json: str) -> None:
     _worker_tokenizer = Tokenizer.from_str(tokenizer_json)
 
 
+def _init_pool_worker(tokenizer_json: str, parent: int) -> None:
+    _die_with_parent(parent)
+    _init_worker(tokenizer_json)
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this pool worker as soon as the mix process `parent` ends, even when that one was
+    killed with SIGKILL in the middle of a batch (a worker left alone would finish its batch,
+    minutes of CPU for long documents). Linux: the kernel sends SIGKILL (PR_SET_PDEATHSIG; the
+    pool is created and closed by one thread, which the signal follows). Elsewhere: a thread
+    polls the parent pid."""
+    import signal
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
+                if os.getppid() != parent:  # the parent died before prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 def _encode(texts: list[str]) -> tuple[bytes, bytes]:
     """Token ids (uint32, back to back) and lengths (uint32) of `texts`, no special tokens added."""
     encodings = _worker_tokenizer.encode_batch(texts, add_special_tokens=False)
@@ -187,7 +271,7 @@ class Encoder:
             saved = {k: os.environ.get(k) for k in env}
             os.environ.update(env)  # inherited by the spawned workers
             try:
-                self.pool = ctx.Pool(self.workers, _init_worker, (tokenizer.json,))
+                self.pool = ctx.Pool(self.workers, _init_pool_worker, (tokenizer.json, os.getpid()))
             finally:
                 for k, v in saved.items():
                     os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -208,6 +292,17 @@ class Encoder:
 # -- scratch store ---------------------------------------------------------------------------
 
 
+def _write_to(handle: IO[Any], data: bytes | str, path: Path) -> None:
+    """handle.write(data); a full disk is a one-line UsageError naming `path` (mix's scratch and
+    rejects files are streamed, not written with write_atomic; run_mix removes them)."""
+    try:
+        handle.write(data)
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise disk_full(path, len(data)) from None
+        raise
+
+
 class _Blobs:
     """Append-only strings on disk with offsets, read back by index."""
 
@@ -219,7 +314,7 @@ class _Blobs:
 
     def append(self, text: str) -> None:
         raw = text.encode("utf-8")
-        self.handle.write(raw)
+        _write_to(self.handle, raw, self.path)
         self.offsets.append(self.offsets[-1] + len(raw))
 
     def freeze(self) -> None:
@@ -247,37 +342,69 @@ class SourceData:
         return self.tokens[self.offsets[i] : self.offsets[i + 1]]
 
 
-def source_files(path: str) -> list:
-    """Files of a source: a templify/synthesize output folder means its data/ shards."""
+def source_files(path: str, full: bool = False, allow_partial: bool = False,
+                 log: Callable[[str], None] | None = None) -> list:  # fmt: skip
+    """Files of a source: a templify/synthesize output folder means the data shards its markers
+    record, each checked (size + mtime, or hashed with `full`); an unfinished or damaged folder
+    is refused unless `allow_partial` (then its intact shards, and a note to `log`)."""
     folder = Path(path)
-    if (
-        "://" not in str(path)
-        and folder.is_dir()
-        and (folder / MANIFEST).is_file()
-        and (folder / "data").is_dir()
-    ):
-        return expand_inputs([folder / "data"])
-    return expand_inputs([path])
+    if "://" in str(path) or not folder.is_dir() or not (folder / MANIFEST).is_file():
+        return expand_inputs([path])
+    check = check_run(folder, full)
+    if check.manifest is None:
+        raise UsageError(f"{folder / MANIFEST} is unreadable; rerun the command that wrote {folder}")
+    if not check.good and not check.damaged and (folder / "data").is_dir() and check.manifest.get("complete"):
+        return expand_inputs([folder / "data"])  # a run of ours that records no shards
+    if not check.complete:
+        n = check.shard_count if check.shard_count is not None else "?"
+        what = f"{len(check.good)} of {n} shards intact"
+        if check.damaged or check.missing:
+            what += f"; {check.problems()}"
+        if not allow_partial:
+            state = "has damaged shards" if check.damaged else "is not finished"
+            raise DamagedData(f"the run in {folder} {state} ({what}): rerun the command that wrote it, "
+                              "or pass --allow-partial to mix the intact shards")  # fmt: skip
+        if log is not None:
+            log(f"warning: --allow-partial: {folder} is incomplete ({what}); mixing its intact shards only")
+    return [folder / marker["file"] for _, marker in sorted(check.good.items())]
+
+
+def _run_digest(path: str) -> str | None:
+    """For an instructpt output folder: a hash of its intact shards' recorded sha256s."""
+    folder = Path(path)
+    if "://" in str(path) or not (folder / MANIFEST).is_file():
+        return None
+    check = check_run(folder)
+    shas = [sorted((k, r.get("sha256")) for k, r in marker_files(m).items())
+            for _, m in sorted(check.good.items())]  # fmt: skip
+    return _hash(json.dumps(shas))
 
 
 def tokenize_source(spec: SourceSpec, encoder: Encoder, tokenizer: TargetTokenizer, work: Path,
                     keep_texts: bool, rejects_log: IO[str],
-                    batch_docs: int = 512) -> SourceData:  # fmt: skip
-    files = [f for p in spec.paths for f in source_files(p)]
+                    batch_docs: int = 512, files: list | None = None) -> SourceData:  # fmt: skip
+    if files is None:
+        files = [f for p in spec.paths for f in source_files(p)]
+    checked = {str(f) for p in spec.paths if (Path(p) / MANIFEST).is_file() for f in files}
     reader = CorpusReader(
         files, spec.text_field, spec.id_field, spec.response_field, reject_duplicate_ids=False
     )
-    data = SourceData(spec, work / f"{spec.name}.tokens")
-    data.ids = _Blobs(work / f"{spec.name}.ids")
-    data.texts = _Blobs(work / f"{spec.name}.texts") if keep_texts else None
+    name = safe_name(spec.name, "source name")  # and each path is checked to stay in `work`
+    data = SourceData(spec, inside(work, f"{name}.tokens"))
+    data.ids = _Blobs(inside(work, f"{name}.ids"))
+    data.texts = _Blobs(inside(work, f"{name}.texts")) if keep_texts else None
     lengths = array("I")
 
     def batches() -> Iterator[list[str]]:
         batch: list[str] = []
         for item in reader:
             if isinstance(item, Reject):
+                if item.reason == "unreadable_file" and item.source.split(":")[0] in checked:
+                    raise DamagedData(f"{item.source} cannot be read ({item.detail}); rerun the command "
+                                      "that wrote it")  # fmt: skip
                 data.rejects[item.reason] = data.rejects.get(item.reason, 0) + 1
-                rejects_log.write(json.dumps({**item.to_dict(), "source_name": spec.name}) + "\n")
+                line = json.dumps({**item.to_dict(), "source_name": spec.name}) + "\n"
+                _write_to(rejects_log, line, Path(getattr(rejects_log, "name", work / "rejects.jsonl")))
                 continue
             assert isinstance(item, Document)
             data.ids.append(item.id)
@@ -292,7 +419,7 @@ def tokenize_source(spec: SourceSpec, encoder: Encoder, tokenizer: TargetTokeniz
 
     with open(data.tokens_path, "wb") as out:
         for flat, lens in encoder.map(batches()):
-            out.write(flat)
+            _write_to(out, flat, data.tokens_path)
             lengths.frombytes(lens)
     data.lengths = np.frombuffer(lengths.tobytes(), dtype=np.uint32).copy()
     data.offsets = np.zeros(len(data.lengths) + 1, dtype=np.int64)
@@ -327,15 +454,23 @@ def plan_source(lengths: np.ndarray, target: int, rng: np.random.Generator) -> n
     if total == 0 or target <= 0:
         return np.zeros(0, dtype=np.int64)
     passes, remainder = divmod(target, total)
+    if passes > MAX_UPSAMPLE:
+        raise UsageError(f"a target of {target:,} tokens repeats {total:,} tokens {passes:,} times, "
+                         f"above the limit {MAX_UPSAMPLE}x")  # fmt: skip
     order = rng.permutation(len(lengths))
     cumulative = np.cumsum(lengths[order], dtype=np.int64)
     k = int(np.searchsorted(cumulative, remainder))  # first k+1 docs reach the remainder
-    if k < len(order) and (
-        k == 0 or abs(int(cumulative[k]) - remainder) <= abs(int(cumulative[k - 1]) - remainder)
-    ):
-        k += 1  # include the crossing document when that lands closer
+    below = int(cumulative[k - 1]) if k else 0  # tokens of the first k docs
+    if k < len(order) and abs(int(cumulative[k]) - remainder) <= abs(below - remainder):
+        k += 1  # include the crossing document when that lands closer (none for remainder 0)
     whole = np.tile(np.arange(len(lengths), dtype=np.int64), passes)
     return np.concatenate([whole, order[:k].astype(np.int64)])
+
+
+# A source is repeated at most this many times to meet its weight: the plan holds one index
+# per selected document (and the shuffle three arrays of them), so an unbounded factor from a
+# mistyped weight would allocate without limit. Documented in the README (Custom recipes).
+MAX_UPSAMPLE = 100
 
 
 def plan(data: list[SourceData], seed: int, upsample: bool) -> list[SourcePlan]:
@@ -350,13 +485,20 @@ def plan(data: list[SourceData], seed: int, upsample: bool) -> list[SourcePlan]:
             target = totals[i]
             selected = np.arange(len(d.lengths), dtype=np.int64)
         else:
-            target = round(totals[anchor] * d.spec.weight / data[anchor].spec.weight)
-            if target > totals[i] and not upsample:
+            factor = totals[anchor] * d.spec.weight / data[anchor].spec.weight / totals[i]
+            if factor > 1 and not upsample:
                 raise UsageError(
-                    f"source {d.spec.name!r} has {totals[i]:,} tokens but the ratio needs {target:,}: "
-                    f"it would be repeated {target / totals[i]:.2f}x; add data, lower its weight, "
-                    "or drop --no-upsample"
+                    f"source {d.spec.name!r} has {totals[i]:,} tokens but the ratio needs "
+                    f"{round(factor * totals[i]):,}: it would be repeated {factor:.2f}x; add data, "
+                    "lower its weight, or drop --no-upsample"
                 )
+            if not factor <= MAX_UPSAMPLE:  # also inf and nan from extreme weights
+                raise UsageError(
+                    f"source {d.spec.name!r} would be repeated {factor:,.2f}x to meet its weight "
+                    f"{d.spec.weight:g} (anchor {data[anchor].spec.name!r}: {data[anchor].spec.weight:g}); "
+                    f"the limit {MAX_UPSAMPLE}x keeps the plan in memory: lower its weight or add data"
+                )
+            target = round(totals[anchor] * d.spec.weight / data[anchor].spec.weight)
             selected = plan_source(d.lengths, target, np.random.default_rng([seed, i]))
         plans.append(SourcePlan(d.spec.name, len(d.lengths), totals[i], d.spec.weight, target, selected))
     return plans
@@ -408,24 +550,44 @@ def run_mix(
     for spec in config.sources:
         if spec.weight is not None and spec.weight <= 0:
             raise UsageError(f"source {spec.name!r}: weight must be positive")
-        for path in spec.paths:
-            source_files(path)  # fails early, with the path, if it is missing or empty
+    # Fails early, with the path, if an input is missing, empty, unfinished or damaged.
+    inputs = {p: source_files(p, False, config.allow_partial, log) for s in config.sources for p in s.paths}
     tokenizer = TargetTokenizer.load(config.tokenizer, config.bos_text, config.eos_text)
     settings = {**asdict(config), "tokenizer_hash": _hash(tokenizer.json), "inputs": _input_identity(config)}
-    for key in ("overwrite", "workers"):  # neither changes the output
+    for key in ("overwrite", "workers", "verify", "rebuild", "allow_partial"):  # none changes the output
         settings.pop(key)
     out = OutputDir(config.output, config.format)
     with out.locked():
-        manifest = out.open_run(settings, config.overwrite)
+        try:
+            manifest = out.open_run(settings, config.overwrite)
+        except SettingsChanged:
+            if not config.rebuild:
+                raise
+            manifest = out.open_run(settings, overwrite=True)
+        runs = {p: d for p in inputs if (d := _run_digest(p)) is not None}
+        raw = [f for p, files in inputs.items() if p not in runs for f in files]
+        manifest = check_inputs(out, manifest, raw, settings, config.verify, config.rebuild)
+        before = manifest.get("input_runs", {}) if manifest.get("complete") else {}
+        changed = [p for p, d in runs.items() if before.get(p, d) != d]
+        if changed and not config.rebuild:
+            raise SettingsChanged(f"input {changed[0]} changed since {out.root} was written; pass --rebuild "
+                                  "to recompute the mix, or --overwrite", str(out.root),
+                                  f"input {changed[0]}")  # fmt: skip
+        if changed:
+            manifest = out.open_run(settings, overwrite=True)
         if manifest.get("complete"):
             log(f"{out.root}: mix already complete, nothing to do")
             return manifest
+        # Mixing reads every shard of our runs: hash them all now (cheap next to tokenizing).
+        inputs = {p: source_files(p, True, config.allow_partial) if p in runs else files
+                  for p, files in inputs.items()}  # fmt: skip
+        manifest["input_runs"] = runs
         for stale in ("data", "hf", ".work"):
             shutil.rmtree(out.root / stale, ignore_errors=True)
         work = out.root / ".work"
         work.mkdir(parents=True)
         try:
-            result = _mix(config, tokenizer, out, work, log)
+            result = _mix(config, tokenizer, out, work, log, inputs)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         manifest.update(result)
@@ -455,14 +617,17 @@ def _hash(text: str) -> str:
 
 
 def _mix(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDir, work: Path,
-         log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+         log: Callable[[str], None], inputs: dict[str, list] | None = None) -> dict[str, Any]:  # fmt: skip
     keep_texts = config.format in ("jsonl", "parquet")
     encoder = Encoder(tokenizer, config.workers)
     rejects_path = work / "rejects.jsonl"
     try:
         with open(rejects_path, "w") as rejects_log:
+            resolved = inputs or {}
+            files = {s.name: [f for p in s.paths for f in resolved[p]] for s in config.sources if resolved}
             data = [
-                tokenize_source(s, encoder, tokenizer, work, keep_texts, rejects_log) for s in config.sources
+                tokenize_source(s, encoder, tokenizer, work, keep_texts, rejects_log, files=files.get(s.name))
+                for s in config.sources
             ]
     finally:
         encoder.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,20 +21,32 @@ from typing import Any
 
 from .corpus import CorpusReader, estimate_records, expand_inputs, file_size
 from .engines.base import Engine
-from .errors import UsageError
+from .errors import SettingsChanged, UsageError
 from .output import (
     FORMATS,
+    MANIFEST,
     REJECTS,
     SHARDS_DIR,
     SUMMARY,
     OutputDir,
+    check_inputs,
+    check_run,
     encode_entries,
     encode_rejects,
-    write_atomic,
+    file_problem,
+    marker_files,
+    marker_problem,
+    read_json_or_none,
+    read_verified,
     write_json,
+    write_recorded,
 )
 from .records import Counts, Document, Entry, Reject, content_id
 from .rounds import RoundSettings, synthesize_batch, synthesize_batch_async
+
+# Default --max-doc-chars: about 2.5M tokens, several books long. Longer "documents" are almost
+# always dumps (logs, base64, concatenated files); each would split into ~700 parts.
+DEFAULT_MAX_DOC_CHARS = 10_000_000
 
 
 @dataclass
@@ -56,6 +67,10 @@ class SynthesisConfig:
     max_model_len: int = 4096
     strict: bool = False
     overwrite: bool = False
+    # Records with more characters than this are rejected (`too_many_chars`); None: no limit.
+    max_doc_chars: int | None = DEFAULT_MAX_DOC_CHARS
+    verify: bool = False  # hash every finished file instead of trusting size + mtime
+    rebuild: bool = False  # recompute when the inputs or settings changed, instead of refusing
 
     def fingerprint_settings(self, files: Sequence[Path]) -> dict[str, Any]:
         """The settings a resumed run must share with the run that started the folder."""
@@ -70,6 +85,7 @@ class SynthesisConfig:
             "shard_size": self.shard_size,
             "limit": self.limit,
             "format": self.format,
+            "max_doc_chars": self.max_doc_chars,
             **asdict(self.rounds),
         }
 
@@ -166,11 +182,13 @@ def run_synthesis(
     if not 0 <= worker_index < num_workers:
         raise UsageError(f"--worker-index must be in 0..{num_workers - 1}, got {worker_index}")
     files, out, manifest = open_synthesis(config, lock=_lock_name(num_workers, worker_index))
+    if skipped := manifest.get("skipped_files"):
+        log(f"warning: skipped {len(skipped)} file(s) of unsupported type: {', '.join(skipped)}")
     with out.locked(_lock_name(num_workers, worker_index)):
-        if _finished(out, manifest):
+        if (finished := _finished(out, manifest, config.verify)) is not None:
             log(f"{out.root}: run already complete, nothing to do")
-            return json.loads((out.root / SUMMARY).read_text())
-        runner = ShardRunner(config, out)
+            return finished
+        runner = ShardRunner(config, out, manifest["fingerprint"])
         engine: Engine | None = None
         total = estimate_records(files) if progress is not False and num_workers == 1 else None
         if config.limit is not None:
@@ -275,16 +293,34 @@ def open_synthesis(
         raise UsageError(f"--shard-size must be at least 1, got {config.shard_size}")
     if config.format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
-    files = expand_inputs(config.inputs)
+    if config.max_doc_chars is not None and config.max_doc_chars < 1:
+        raise UsageError(f"--max-doc-chars must be at least 1 (0 on the command line: no limit), "
+                         f"got {config.max_doc_chars}")  # fmt: skip
+    skipped: list[Path] = []
+    files = expand_inputs(config.inputs, skipped)
     out = OutputDir(config.output, config.format)
     with out.locked(lock):
-        manifest = out.open_run(config.fingerprint_settings(files), config.overwrite)
+        settings = config.fingerprint_settings(files)
+        try:
+            manifest = out.open_run(settings, config.overwrite)
+        except SettingsChanged:
+            if not config.rebuild:
+                raise
+            manifest = out.open_run(settings, overwrite=True)
+        manifest = check_inputs(out, manifest, files, settings, config.verify, config.rebuild)
+    manifest["skipped_files"] = [str(p) for p in skipped]  # named in the summary
     return files, out, manifest
 
 
-def _finished(out: OutputDir, manifest: dict[str, Any]) -> bool:
-    intact = all(out.shard_file(int(k)).is_file() for k in manifest.get("shards", {}))
-    return bool(manifest.get("complete")) and intact and (out.root / SUMMARY).is_file()
+def _finished(out: OutputDir, manifest: dict[str, Any], full: bool = False) -> dict[str, Any] | None:
+    """The summary of a complete run whose files are all intact, else None (work to do)."""
+    if not manifest.get("complete") or not check_run(out.root, full).complete:
+        return None
+    record = manifest.get("files", {}).get(REJECTS, {})
+    if file_problem(out.root / REJECTS, record, full) is not None:
+        return None
+    summary = read_json_or_none(out.root / SUMMARY)
+    return summary if isinstance(summary, dict) else None
 
 
 class ShardRunner:
@@ -295,12 +331,14 @@ class ShardRunner:
     only thing that says it is done.
     """
 
-    def __init__(self, config: SynthesisConfig, out: OutputDir) -> None:
+    def __init__(self, config: SynthesisConfig, out: OutputDir, fingerprint: str | None = None) -> None:
         self.config = config
         self.out = out
+        self.fingerprint = fingerprint  # of the run's settings, stamped on every marker
 
     def shards(self, files: Sequence[Path]) -> Iterator[tuple[int, list[Document], list[Reject]]]:
-        reader = CorpusReader(files, self.config.text_field, self.config.id_field)
+        reader = CorpusReader(files, self.config.text_field, self.config.id_field,
+                              max_doc_chars=self.config.max_doc_chars)  # fmt: skip
         shards = iter_shards(reader, self.config.shard_size, self.config.limit)
         for index, (docs, rejects) in enumerate(shards):
             if self.config.strict and rejects:
@@ -309,7 +347,15 @@ class ShardRunner:
             yield index, docs, rejects
 
     def done(self, index: int) -> bool:
-        return self.out.marker_file(index).is_file() and self.out.shard_file(index).is_file()
+        """Whether shard `index` is finished and intact: its marker is readable, written under
+        these settings, and every file it records checks out (cheaply, or fully with verify).
+        Anything else (a missing, damaged or unreadable piece) means: compute it again."""
+        marker = read_json_or_none(self.out.marker_file(index))
+        if not isinstance(marker, dict):
+            return False
+        if self.fingerprint is not None and marker.get("fingerprint", self.fingerprint) != self.fingerprint:
+            return False
+        return marker_problem(self.out.root, marker, self.config.verify) is None
 
     def run(self, index: int, docs: list[Document], rejects: list[Reject], engine: Engine) -> dict[str, Any]:
         started = time.monotonic()
@@ -327,16 +373,20 @@ class ShardRunner:
     def _write(self, index: int, rejects: list[Reject], result: Any, started: float) -> dict[str, Any]:
         config, out = self.config, self.out
         all_rejects = rejects + result.rejects  # unreadable inputs, then documents skipped as too long
-        result.counts.add("rejected_inputs", len(rejects))
-        for r in rejects:
+        result.counts.add("rejected_inputs", len(all_rejects))
+        for r in all_rejects:
             result.counts.add(f"rejected.{r.reason}")
         data = encode_entries(result.entries, config.format, config.rounds.keep_generations)
-        write_atomic(out.shard_file(index), data)
+        files = dict([write_recorded(out.root, out.shard_file(index), data, len(result.entries))])
         if all_rejects:
-            write_atomic(out.shard_rejects_file(index), encode_rejects(all_rejects))
+            rejects_data = encode_rejects(all_rejects)
+            rejects_file = out.shard_rejects_file(index)
+            files.update([write_recorded(out.root, rejects_file, rejects_data, len(all_rejects))])
         marker = {
             "file": str(out.shard_file(index).relative_to(out.root)),
             "rejects_file": str(out.shard_rejects_file(index).relative_to(out.root)) if all_rejects else None,
+            "files": files,  # {path: {bytes, sha256, rows, mtime_ns}}: what "intact" means
+            "fingerprint": self.fingerprint,
             "counts": result.counts.to_dict(),
             "seconds": round(time.monotonic() - started, 3),
             "finished_at": round(time.time(), 3),
@@ -354,19 +404,14 @@ class ShardRunner:
         write_json(self.out.root / SHARDS_DIR / "count.json", {"shards": n})
 
 
-def read_markers(out: OutputDir) -> dict[int, dict[str, Any]]:
-    folder = out.root / SHARDS_DIR
-    markers = {}
-    if folder.is_dir():
-        for path in folder.glob("part-*.json"):
-            if not path.name.endswith(".failed.json"):
-                markers[int(path.stem.split("-")[1])] = json.loads(path.read_text())
-    return markers
+def read_markers(out: OutputDir, full: bool = False) -> dict[int, dict[str, Any]]:
+    """Markers of the shards that are done and intact (unreadable or damaged ones left out)."""
+    return check_run(out.root, full).good
 
 
 def shard_count(out: OutputDir) -> int | None:
-    path = out.root / SHARDS_DIR / "count.json"
-    return json.loads(path.read_text())["shards"] if path.is_file() else None
+    count = read_json_or_none(out.root / SHARDS_DIR / "count.json")
+    return count.get("shards") if isinstance(count, dict) else None
 
 
 def finalize(out: OutputDir, manifest: dict[str, Any], bar: Progress | None, log: Callable[[str], None]
@@ -374,11 +419,15 @@ def finalize(out: OutputDir, manifest: dict[str, Any], bar: Progress | None, log
     """Write summary.json; when every shard is done, also rejects.jsonl and the complete manifest."""
     markers = read_markers(out)
     n = shard_count(out)
-    complete = n is not None and all(i in markers and out.shard_file(i).is_file() for i in range(n))
+    complete = n is not None and all(i in markers for i in range(n))
     if complete:
-        names = [markers[i]["rejects_file"] for i in range(n) if markers[i]["rejects_file"]]
-        chunks = [(out.root / name).read_bytes() for name in names]
-        write_atomic(out.root / REJECTS, b"".join(chunks))
+        fix = "rerun the same command to recompute its shard"
+        chunks = [read_verified(out.root / name, record, fix)
+                  for i in range(n) for name, record in marker_files(markers[i]).items()
+                  if name == markers[i].get("rejects_file")]  # fmt: skip
+        data = b"".join(chunks)
+        name, record = write_recorded(out.root, out.root / REJECTS, data, data.count(b"\n"))
+        manifest.setdefault("files", {})[name] = record
         manifest["shards"] = {str(i): markers[i] for i in range(n)}
         manifest["complete"] = True
         manifest["shard_count"] = n
@@ -386,6 +435,7 @@ def finalize(out: OutputDir, manifest: dict[str, Any], bar: Progress | None, log
     elif n is not None:
         log(f"{out.root}: {len(markers)} of {n} shards done; the rest belong to other workers")
     summary = _summary(markers, complete, bar)
+    summary["skipped_files"] = list(manifest.get("skipped_files", []))  # inputs of unsupported type
     write_json(out.root / SUMMARY, summary)
     if summary["documents"] == 0 and summary["rejected_inputs"]:
         top = max(summary["rejected_by_reason"].items(), key=lambda kv: kv[1])
@@ -406,21 +456,26 @@ def _summary(markers: dict[int, dict[str, Any]], complete: bool, bar: Progress |
     return summary
 
 
-def synthesis_status(folder: str | Path) -> dict[str, Any]:
-    """Done/total shards, documents, throughput, ETA and failures of a (possibly running) run."""
+def synthesis_status(folder: str | Path, verify: bool = False) -> dict[str, Any]:
+    """Done/total shards, documents, throughput, ETA, failures and damaged shards of a (possibly
+    running) run. Shards are checked cheaply (size + mtime), or fully hashed with `verify`."""
     out = OutputDir(folder)
+    if out.manifest_unreadable():
+        raise UsageError(f"{out.root / MANIFEST} is unreadable; rerun the synthesize command to rebuild it")
     manifest = out.read_manifest()
     if manifest is None or "settings" not in manifest or "rounds" not in manifest["settings"]:
         raise UsageError(f"{folder} is not an `instructpt synthesize` output folder (no manifest.json)")
-    markers = read_markers(out)
-    n = shard_count(out)
+    check = check_run(out.root, verify)
+    markers = check.good
+    n = shard_count(out) or check.shard_count
     failures = []
     folder_path = out.root / SHARDS_DIR
     if folder_path.is_dir():
         for path in sorted(folder_path.glob("part-*.failed.json")):
             index = int(path.name.split(".")[0].split("-")[1])
-            if index not in markers:
-                failures.append({"shard": index, **json.loads(path.read_text())})
+            note = read_json_or_none(path)
+            if index not in markers and isinstance(note, dict):
+                failures.append({"shard": index, **note})
     total = Counts()
     for marker in markers.values():
         total.update(marker["counts"])
@@ -431,7 +486,7 @@ def synthesis_status(folder: str | Path) -> dict[str, Any]:
     remaining = (n - len(markers)) if n is not None else None
     return {
         "folder": str(out.root),
-        "complete": bool(manifest.get("complete")),
+        "complete": bool(manifest.get("complete")) and not check.damaged,
         "shards_done": len(markers),
         "shards_total": n,
         "documents_done": total["documents"],
@@ -441,6 +496,7 @@ def synthesis_status(folder: str | Path) -> dict[str, Any]:
         "generated_tokens_per_s": round(total["generated_tokens"] / wall, 1) if wall > 0 else 0.0,
         "eta_seconds": round(remaining / rate) if remaining is not None and rate > 0 else None,
         "failures": failures,
+        "damaged": [{"shard": i, "problem": p} for i, p in sorted(check.damaged.items())],
     }
 
 

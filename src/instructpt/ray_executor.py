@@ -27,8 +27,9 @@ from .pipeline import Progress, ShardRunner, SynthesisConfig, _finished, finaliz
 class ShardActor:
     """Holds one engine and computes the shards it is given."""
 
-    def __init__(self, config: SynthesisConfig, engine_name: str, options: EngineOptions) -> None:
-        self.runner = ShardRunner(config, OutputDir(config.output, config.format))
+    def __init__(self, config: SynthesisConfig, engine_name: str, options: EngineOptions,
+                 fingerprint: str | None = None) -> None:  # fmt: skip
+        self.runner = ShardRunner(config, OutputDir(config.output, config.format), fingerprint)
         self.engine = create_engine(engine_name, options)
 
     def describe(self) -> dict[str, Any]:
@@ -59,11 +60,9 @@ def run_ray(
         raise UsageError("--executor ray needs Ray: pip install 'instructpt[ray]'") from None
     files, out, manifest = open_synthesis(config)
     with out.locked():
-        if _finished(out, manifest):
+        if (finished := _finished(out, manifest, config.verify)) is not None:
             log(f"{out.root}: run already complete, nothing to do")
-            import json
-
-            return json.loads((out.root / "summary.json").read_text())
+            return finished
         started_here = not ray.is_initialized()
         if started_here:
             address = os.environ.get("RAY_ADDRESS")
@@ -83,11 +82,11 @@ def run_ray(
             )
 
             def new_actor() -> Any:
-                return actor_class.remote(config, engine_name, options)
+                return actor_class.remote(config, engine_name, options, manifest["fingerprint"])
 
             actors = [new_actor() for _ in range(num_workers)]
             log(f"ray: {num_workers} workers ({gpus_per_worker} GPU, {cpus_per_worker} CPU each)")
-            runner = ShardRunner(config, out)
+            runner = ShardRunner(config, out, manifest["fingerprint"])
             bar = Progress(progress, total=None)
             pending = iter(runner.shards(files))
             inflight: dict[

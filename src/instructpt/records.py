@@ -9,6 +9,7 @@ used, with the reason; rejects are written, never silently dropped.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 from .format import Pair
@@ -17,6 +18,24 @@ from .format import Pair
 def content_id(text: str) -> str:
     """A stable id for a document without one: the first 16 hex digits of its SHA-1."""
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+# A document id that ends like a part id (`#` and ASCII digits, then any number of `#`).
+_PART_LIKE = re.compile(r"#[0-9]+#*\Z")
+
+
+def entry_id(doc_id: str, part: int | None = None) -> str:
+    """The id of an output entry: unique whenever the document ids are.
+
+    Part k of a split document is `<doc_id>#<k>`, so it always ends in `#` and digits. A whole
+    document keeps its id unless that id could be mistaken for a part's (it matches
+    `#[0-9]+#*$`, e.g. `x#0` or `x#0#`): then one `#` is appended (`x#0#`, `x#0##`). Whole
+    documents' entry ids therefore never end in `#<digits>`, and two different ids never map
+    to the same entry id.
+    """
+    if part is not None:
+        return f"{doc_id}#{part}"
+    return doc_id + "#" if _PART_LIKE.search(doc_id) else doc_id
 
 
 @dataclass(frozen=True, slots=True)

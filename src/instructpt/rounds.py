@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from .engines.base import Completion, Engine, EngineError, Request
 from .errors import UsageError
 from .format import CON_CLOSE, build_prompt, parse_generation, reading_material, serialize_example
-from .records import Counts, Document, Entry, Reject
+from .records import Counts, Document, Entry, Reject, entry_id
 from .tokenization import Tokenizer
 
 LONG_DOC_MODES = ("split", "truncate", "skip")
@@ -270,6 +270,33 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _SPACE = re.compile(r"\s+")
 
 
+# Long documents are handled in bounded character windows, never tokenized whole (a 50 MB line
+# would otherwise cost minutes and gigabytes per piece). A window starts at this many characters
+# per token of budget (real text averages 3-5) and doubles until it holds clearly more than a
+# budget of tokens; "clearly" is this margin of tokens, far more than a window's cut can change
+# the tokens before it.
+_WINDOW_CHARS_PER_TOKEN = 8
+_MARGIN_TOKENS = 64
+# Documents longer than this many window sizes are first measured by a prefix window alone.
+_PROBE_WINDOWS = 4
+# Pieces of one long document tokenized at a time (memory is bounded by this, not the document).
+_PIECE_BATCH = 64
+
+
+def _window_chars(budget: int) -> int:
+    return max(1024, _WINDOW_CHARS_PER_TOKEN * budget)
+
+
+def _over_budget(text: str, tokenizer: Tokenizer, budget: int) -> int | None:
+    """For a very long `text`: the prompt tokens of a prefix window when they already prove the
+    document does not fit (more than budget + margin), else None (the caller tokenizes it all)."""
+    probe = _PROBE_WINDOWS * _window_chars(budget)
+    if len(text) <= probe:
+        return None
+    n = len(tokenizer.encode(reading_material(text[:probe])))
+    return n if n > budget + _MARGIN_TOKENS else None
+
+
 def fit_documents(
     docs: Sequence[Document],
     tokenizer: Tokenizer,
@@ -277,94 +304,165 @@ def fit_documents(
     mode: str,
     result: BatchResult,
 ) -> list[tuple[Document, list[int]]]:
-    """Each document with its reading-material ids, long ones split/truncated/skipped."""
-    encoded = tokenizer.encode_batch([reading_material(d.text) for d in docs])
+    """Each document with its reading-material ids, long ones split/truncated/skipped.
+
+    Entries get ids by `records.entry_id`: a whole document keeps its id (unless it ends like a
+    part's), part k of a split one is `<id>#<k>`. Work and memory for a long document are linear
+    in its length and bounded by a window, whatever `mode`."""
+    proven = {i: n for i, d in enumerate(docs) if (n := _over_budget(d.text, tokenizer, budget)) is not None}
+    measured = [i for i in range(len(docs)) if i not in proven]
+    encoded = dict(zip(measured, tokenizer.encode_batch([reading_material(docs[i].text) for i in measured])))
     fitted: list[tuple[Document, list[int]]] = []
-    for doc, ids in zip(docs, encoded):
-        if len(ids) <= budget:
-            fitted.append((doc, ids))
+    counts = result.counts
+    for i, doc in enumerate(docs):
+        ids = encoded.get(i)
+        if ids is not None and len(ids) <= budget:
+            fitted.append((_replace(doc, doc.text, doc.truncated, entry_id(doc.id)), ids))
             continue
-        counts = result.counts
         if mode == "skip":
             counts.add("long_docs_skipped")
-            result.rejects.append(
-                Reject(doc.source, "too_long", f"{len(ids)} prompt tokens > budget {budget}", doc.id)
-            )
+            n = f"{len(ids)}" if ids is not None else f"more than {proven[i]}"
+            detail = f"{n} prompt tokens > budget {budget}"
+            result.rejects.append(Reject(doc.source, "too_long", detail, doc.id))
             continue
-        pieces = split_to_fit(doc.text, tokenizer, budget, first_only=mode == "truncate")
-        piece_ids = tokenizer.encode_batch([reading_material(p) for p in pieces])
+        pieces = _split(doc.text, tokenizer, budget, first_only=mode == "truncate")
         if mode == "truncate":
             counts.add("long_docs_truncated")
-            fitted.append((_replace(doc, pieces[0], truncated=True), piece_ids[0]))
+            piece, p_ids = pieces[0]
+            p_ids = p_ids if p_ids is not None else tokenizer.encode(reading_material(piece))
+            fitted.append((_replace(doc, piece, True, entry_id(doc.id)), p_ids))
             continue
         counts.add("long_docs_split")
         counts.add("long_doc_parts", len(pieces))
-        for k, (piece, p_ids) in enumerate(zip(pieces, piece_ids)):
-            part = Document(
-                f"{doc.id}#{k}", piece, doc.source, doc_id=doc.doc_id, part=k, n_parts=len(pieces)
-            )
-            fitted.append((part, p_ids))
+        for start in range(0, len(pieces), _PIECE_BATCH):  # pieces the split did not tokenize as such
+            batch = pieces[start : start + _PIECE_BATCH]
+            missing = iter(tokenizer.encode_batch([reading_material(p) for p, ids in batch if ids is None]))
+            batch_ids = [ids if ids is not None else next(missing) for _, ids in batch]
+            for k, ((piece, _), p_ids) in enumerate(zip(batch, batch_ids), start):
+                part = Document(entry_id(doc.id, k), piece, doc.source, doc_id=doc.doc_id, part=k,
+                                n_parts=len(pieces))  # fmt: skip
+                fitted.append((part, p_ids))
     return fitted
 
 
-def _replace(doc: Document, text: str, truncated: bool) -> Document:
-    return Document(doc.id, text, doc.source, doc.doc_id, doc.part, doc.n_parts, truncated)
+def _replace(doc: Document, text: str, truncated: bool, new_id: str | None = None) -> Document:
+    if text is doc.text and truncated == doc.truncated and new_id in (None, doc.id):
+        return doc
+    return Document(new_id or doc.id, text, doc.source, doc.doc_id, doc.part, doc.n_parts, truncated)
 
 
-def _longest_fitting_prefix(rest: str, fits) -> int:
+def _longest_fitting_prefix(rest: str, fits, known_too_long: int | None = None) -> int:
+    """The binary search for the longest prefix of `rest` that fits. Prefixes of at least
+    `known_too_long` characters are taken not to fit without tokenizing them: the search visits
+    exactly the lengths it would visit over the whole of `rest`, but tokenizes only short ones."""
     lo, hi = 0, len(rest)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if fits(rest[:mid]):
+        if (known_too_long is None or mid < known_too_long) and fits(rest[:mid]):
             lo = mid
         else:
             hi = mid - 1
     return lo
 
 
+_NON_SPACE = re.compile(r"\S")
+
+
 def split_to_fit(text: str, tokenizer: Tokenizer, budget: int, first_only: bool = False) -> list[str]:
+    """Cut `text` into pieces whose reading material fits `budget` tokens (see `_split`)."""
+    return [piece for piece, _ in _split(text, tokenizer, budget, first_only)]
+
+
+def _split(text: str, tokenizer: Tokenizer, budget: int, first_only: bool = False
+           ) -> list[tuple[str, list[int] | None]]:  # fmt: skip
     """Cut `text` into pieces whose reading material fits `budget` tokens.
 
     Each piece is the longest prefix that fits, pulled back to the last paragraph
     break, else line break, else sentence end, else whitespace in its second half.
+
+    Only a window of characters after the current position is ever tokenized: a window
+    that holds more than budget + margin tokens settles where the budget runs out (with
+    token offsets) or bounds the binary search (without), exactly as tokenizing the whole
+    rest would. Work is linear in `len(text)`; memory is a window plus the pieces.
+    Each piece comes with its reading-material ids when they were computed on the way.
     """
+    last: list = [None, None]  # the last text measured and its ids
+
+    def n_tokens(piece: str) -> int:
+        if piece != last[0]:
+            last[:] = piece, tokenizer.encode(reading_material(piece))
+        return len(last[1])
+
+    def add(piece: str) -> None:
+        pieces.append((piece, last[1] if piece == last[0] else None))
 
     def fits(piece: str) -> bool:
-        return len(tokenizer.encode(reading_material(piece))) <= budget
+        return n_tokens(piece) <= budget
 
-    pieces: list[str] = []
-    rest = text.strip()
+    pieces: list[tuple[str, list[int] | None]] = []
+    first = _NON_SPACE.search(text)
+    start = first.start() if first else len(text)
+    end = len(text.rstrip())
     lead = len(reading_material("")) - len(f" {CON_CLOSE}\n\n")  # characters before the text
     overhead = len(tokenizer.encode(reading_material("")))
-    while rest:
-        material = reading_material(rest)
-        offsets = tokenizer.char_offsets(material)
-        if offsets is None:  # no offsets: measure, then search
-            if fits(rest):
-                pieces.append(rest)
-                break
-            lo = _longest_fitting_prefix(rest, fits)
-        else:
-            if len(offsets) <= budget:
-                pieces.append(rest)
+    with_offsets = tokenizer.char_offsets("") is not None
+    size = _window_chars(budget)
+    while start < end:
+        if with_offsets:
+            while True:  # offsets of a window's tokens, grown until it holds budget + margin
+                stop = min(end, start + size)
+                offsets = tokenizer.char_offsets(reading_material(text[start:stop])) or []
+                if stop == end or len(offsets) > budget + _MARGIN_TOKENS:
+                    break
+                size *= 2
+            if stop == end and len(offsets) <= budget:
+                add(text[start:end])
                 break
             # Where the budget runs out, by the tokens' own character spans; then step back
             # until the prefix, tokenized on its own, fits (boundary merges can differ).
-            lo = min(len(rest), max(1, offsets[max(0, budget - overhead - 2)][0] - lead))
-            while lo > 1 and not fits(rest[:lo]):
+            lo = min(end - start, max(1, offsets[max(0, budget - overhead - 2)][0] - lead))
+            while lo > 1 and not fits(text[start : start + lo]):
                 lo = max(1, lo - max(1, lo // 50))
-            if not fits(rest[:lo]):
+            if not fits(text[start : start + lo]):
                 lo = 0
+        else:  # no offsets: measure, then search
+            while start + size < end and n_tokens(text[start : start + size]) <= budget + _MARGIN_TOKENS:
+                size *= 2
+            if start + size >= end:
+                rest = text[start:end]
+                if fits(rest):
+                    add(rest)
+                    break
+                lo = _longest_fitting_prefix(rest, fits)
+            else:
+                lo = _longest_fitting_prefix(_Prefixes(text, start, end), fits, known_too_long=size)
         if lo == 0:
             raise UsageError(f"the prompt budget of {budget} tokens cannot hold any text")
         cut = lo
         for pattern in (_PARAGRAPH, _LINE, _SENTENCE, _SPACE):
-            ends = [m.start() for m in pattern.finditer(rest, lo // 2, lo)]
-            if ends and rest[: ends[-1]].strip() and fits(rest[: ends[-1]]):
+            ends = [m.start() - start for m in pattern.finditer(text, start + lo // 2, start + lo)]
+            if ends and text[start : start + ends[-1]].strip() and fits(text[start : start + ends[-1]]):
                 cut = ends[-1]
                 break
-        pieces.append(rest[:cut].strip())
+        add(text[start : start + cut].strip())
         if first_only:
             break
-        rest = rest[cut:].strip()
-    return [p for p in pieces if p]
+        size = lo + lo // 4 + 512  # the next window: a bit more than a budget of tokens took here
+        following = _NON_SPACE.search(text, start + cut, end)
+        start = following.start() if following else end
+    return [(p, ids) for p, ids in pieces if p]
+
+
+class _Prefixes:
+    """`text[start:end]` for `_longest_fitting_prefix` without copying it: only its length and
+    its (short) prefixes are ever taken."""
+
+    def __init__(self, text: str, start: int, end: int) -> None:
+        self.text, self.start, self.end = text, start, end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, key: slice) -> str:
+        assert key.start is None and key.step is None
+        return self.text[self.start : self.start + min(key.stop, self.end - self.start)]

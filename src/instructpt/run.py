@@ -37,8 +37,9 @@ def _stderr(message: str) -> None:
 
 
 def run_pipeline(config: RunConfig, rebuild: bool = False, progress: bool | None = None,
-                 log: Callable[[str], None] = _stderr) -> dict[str, Any]:  # fmt: skip
-    """Run every configured stage; returns {stage: summary}."""
+                 log: Callable[[str], None] = _stderr, verify: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Run every configured stage; returns {stage: summary}. `verify`: hash every finished file
+    instead of trusting size + mtime."""
     from .engines.registry import EngineOptions, create_engine, engine_specs, resolve_engine_name
     from .errors import MissingExtraError
     from .mix import MixConfig, SourceSpec, domain_recipe, run_mix, scratch_recipe
@@ -61,6 +62,7 @@ def run_pipeline(config: RunConfig, rebuild: bool = False, progress: bool | None
             inputs=s.inputs, output=str(paths["synthesize"]), model=s.model, engine=engine_name,
             tokenizer=s.tokenizer, text_field=s.text_field, id_field=s.id_field, shard_size=s.shard_size,
             limit=s.limit, format=s.format, max_model_len=s.max_model_len, overwrite=overwrite or rebuild,
+            verify=verify, rebuild=rebuild, max_doc_chars=s.max_doc_chars,
             rounds=RoundSettings(s.rounds, s.max_new_tokens, s.long_docs, s.keep_generations),
         )  # fmt: skip
         return run_synthesis(cfg, lambda: create_engine(engine_name, options), progress=progress, log=log)
@@ -71,7 +73,8 @@ def run_pipeline(config: RunConfig, rebuild: bool = False, progress: bool | None
     t = config.templify
     results["templify"] = _stage(
         "templify",
-        lambda ow: run_templify(paths["synthesize"], paths["templify"], t.seed, t.format, ow, progress, log),
+        lambda ow: run_templify(paths["synthesize"], paths["templify"], t.seed, t.format, ow, progress, log,
+                                verify),
         True, log,
     )  # fmt: skip
     if config.mix is not None:
@@ -95,7 +98,7 @@ def run_pipeline(config: RunConfig, rebuild: bool = False, progress: bool | None
                 sources=sources, output=str(paths["mix"]), tokenizer=m.tokenizer, recipe=m.recipe,
                 format=m.format, seq_len=m.seq_len, pack=m.pack, seed=m.seed, upsample=m.upsample,
                 workers=m.workers, shard_tokens=m.shard_tokens, bos_text=m.bos_text, eos_text=m.eos_text,
-                overwrite=overwrite,
+                overwrite=overwrite, verify=verify,
             )  # fmt: skip
             return run_mix(cfg, log=log)
 

@@ -61,14 +61,14 @@ def convert(source: str, kind: str, dataset: str | None, context_field: str, que
     """Convert SOURCE (JSONL, JSON list or Parquet) into synthesizer fine-tuning records:
     {context, pairs: [{instruction, response}], dataset, kind}, in the SPEC §2 conventions."""
     from ..finetune.data import ConvertStats, Fields, convert_rows, read_rows
-    from ..output import write_atomic
+    from ..output import inside, write_atomic
 
     name = dataset or Path(source).name.split(".")[0]
+    target = inside(Path(output), f"{name}.jsonl")  # --dataset is user text: never a path
     fields = Fields(context_field, question_field, answer_field, options_field, label_field, rationale_field,
                     hypothesis_field)  # fmt: skip
     stats = ConvertStats()
     records = list(convert_rows(read_rows(source), kind, name, fields, stats))
-    target = Path(output) / f"{name}.jsonl"
     write_atomic(
         target, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records).encode()
     )

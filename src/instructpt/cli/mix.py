@@ -60,12 +60,20 @@ from .common import user_errors
     "--shard-tokens", default=100_000_000, show_default=True, type=int, help="Tokens per output shard."
 )
 @click.option("--overwrite", is_flag=True, help="Discard an earlier mix in the output folder.")
+@click.option("--verify", is_flag=True, help="Hash all of every raw input [default: size, mtime, ends].")
+@click.option("--rebuild", is_flag=True, help="Recompute a finished mix whose inputs changed.")
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Mix the intact shards of an unfinished or damaged templify folder, printing what is left out.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print manifest.json to stdout when done.")
 @user_errors
 def mix(recipe: str, augmented: tuple[str, ...], raw: tuple[str, ...], general: tuple[str, ...], ratio: str,
         question_field: str, response_field: str, text_field: str, tokenizer: str, bos_text: str | None,
         eos_text: str | None, output: str, fmt: str, seq_len: int, pack: bool, seed: int, no_upsample: bool,
-        workers: int, shard_tokens: int, overwrite: bool, as_json: bool) -> None:  # fmt: skip
+        workers: int, shard_tokens: int, overwrite: bool, verify: bool, rebuild: bool, allow_partial: bool,
+        as_json: bool) -> None:  # fmt: skip
     """Mix instruction-augmented texts with raw or general data into a pre-training corpus
     (SPEC §5): every text wrapped in the model's BOS/EOS as text, tokenized without special
     tokens, sampled to the recipe's token ratio, shuffled, and written with a manifest of
@@ -88,6 +96,7 @@ def mix(recipe: str, augmented: tuple[str, ...], raw: tuple[str, ...], general: 
         sources=sources, output=output, tokenizer=tokenizer, recipe=recipe if recipe in ("scratch", "domain")
         else "custom", format=fmt, seq_len=seq_len, pack=pack, seed=seed, upsample=not no_upsample,
         workers=workers, shard_tokens=shard_tokens, bos_text=bos_text, eos_text=eos_text, overwrite=overwrite,
+        verify=verify, rebuild=rebuild, allow_partial=allow_partial,
     )  # fmt: skip
     manifest = run_mix(config)
     if as_json:

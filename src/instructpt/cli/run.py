@@ -23,12 +23,16 @@ from .common import user_errors
     is_flag=True,
     help="Recompute the synthesize stage when its settings changed (discards its output).",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash every finished shard and input (default: trust size + mtime); damaged shards are recomputed.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bars [default: on a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print every stage's summary as JSON when done.")
 @user_errors
-def run(
-    config_path: str, overrides: tuple[str, ...], rebuild: bool, progress: bool | None, as_json: bool
-) -> None:
+def run(config_path: str, overrides: tuple[str, ...], rebuild: bool, verify: bool, progress: bool | None,
+        as_json: bool) -> None:  # fmt: skip
     """Run synthesize -> templify -> mix as configured in CONFIG (YAML; see examples/*.yaml).
 
     Each stage writes under the config's workdir (synthesized/, augmented/, train/) and is
@@ -39,7 +43,7 @@ def run(
     from ..run import run_pipeline
 
     config = load_config(config_path, list(overrides))
-    results = run_pipeline(config, rebuild=rebuild, progress=progress)
+    results = run_pipeline(config, rebuild=rebuild, progress=progress, verify=verify)
     if as_json:
         click.echo(json.dumps(results, indent=2, default=str))
         return

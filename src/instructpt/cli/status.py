@@ -12,13 +12,14 @@ from .common import user_errors
 @click.command()
 @click.argument("folder", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--verify", is_flag=True, help="Hash every shard's files (default: check size + mtime).")
 @user_errors
-def status(folder: str, as_json: bool) -> None:
+def status(folder: str, as_json: bool, verify: bool) -> None:
     """Done/total shards, documents, throughput, ETA and failed shards of the synthesize run in
     FOLDER, while it runs (any number of workers) or after."""
     from ..pipeline import synthesis_status
 
-    info = synthesis_status(folder)
+    info = synthesis_status(folder, verify=verify)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -30,6 +31,8 @@ def status(folder: str, as_json: bool) -> None:
                f"{info['generated_tokens_per_s']} generated tok/s; ETA {eta}")  # fmt: skip
     for failure in info["failures"]:
         click.echo(f"failed: shard {failure['shard']}: {failure['error']}")
+    for damaged in info["damaged"]:
+        click.echo(f"damaged: shard {damaged['shard']}: {damaged['problem']} (a rerun recomputes it)")
 
 
 @click.command()

@@ -9,7 +9,7 @@ import click
 from ..engines.registry import DEFAULT_MODEL, EngineOptions, create_engine, engine_specs, resolve_engine_name
 from ..errors import MissingExtraError
 from ..output import FORMATS
-from ..pipeline import SynthesisConfig, run_synthesis
+from ..pipeline import DEFAULT_MAX_DOC_CHARS, SynthesisConfig, run_synthesis
 from ..rounds import LONG_DOC_MODES, RoundSettings
 from .common import user_errors
 
@@ -80,6 +80,13 @@ from .common import user_errors
     "truncate, or skip (written to rejects.jsonl).",
 )
 @click.option(
+    "--max-doc-chars",
+    type=int,
+    default=DEFAULT_MAX_DOC_CHARS,
+    show_default=True,
+    help="Reject records whose text has more characters than this (reason too_many_chars); 0: no limit.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
@@ -91,6 +98,17 @@ from .common import user_errors
 @click.option("--limit", type=int, default=None, help="Stop after this many documents.")
 @click.option("--strict", is_flag=True, help="Fail on the first bad input record instead of skipping it.")
 @click.option("--overwrite", is_flag=True, help="Discard an earlier run in the output folder.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash every finished shard and input (default: trust size + mtime) and recompute damaged shards.",
+)
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="If an input or a setting changed since the output folder was written, start it over "
+    "(default: refuse).",
+)
 @click.option(
     "--dtype",
     default="auto",
@@ -163,6 +181,22 @@ from .common import user_errors
     help="openai engine: environment variable holding the API key (never logged).",
 )
 @click.option(
+    "--request-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="openai engine: seconds one request may take before it is retried (raise it for slow "
+    "or queueing servers).",
+)
+@click.option(
+    "--retry-budget",
+    type=float,
+    default=90.0,
+    show_default=True,
+    help="openai engine: seconds a request may keep failing (errors, timeouts, malformed answers) "
+    "before the run stops; no retry starts after it.",
+)
+@click.option(
     "--executor",
     type=click.Choice(["local", "ray"]),
     default="local",
@@ -214,11 +248,14 @@ def synthesize(
     text_field: str,
     id_field: str,
     long_docs: str,
+    max_doc_chars: int,
     fmt: str,
     keep_generations: bool,
     limit: int | None,
     strict: bool,
     overwrite: bool,
+    verify: bool,
+    rebuild: bool,
     dtype: str,
     device: str,
     max_batch_tokens: int | None,
@@ -232,6 +269,8 @@ def synthesize(
     concurrency: int,
     prompt_format: str,
     api_key_env: str,
+    request_timeout: float,
+    retry_budget: float,
     executor: str,
     num_workers: int | None,
     worker_index: int,
@@ -266,7 +305,10 @@ def synthesize(
         rounds=RoundSettings(rounds, max_new_tokens, long_docs, keep_generations),
         max_model_len=max_model_len,
         strict=strict,
+        max_doc_chars=max_doc_chars or None,
         overwrite=overwrite,
+        verify=verify,
+        rebuild=rebuild,
     )
     options = EngineOptions(
         model=model,
@@ -286,6 +328,8 @@ def synthesize(
             "concurrency": concurrency,
             "prompt_format": prompt_format,
             "api_key_env": api_key_env,
+            "request_timeout": request_timeout,
+            "retry_budget": retry_budget,
         },
     )
     if executor == "ray":

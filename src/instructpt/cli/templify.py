@@ -11,7 +11,7 @@ from .common import user_errors
 
 
 @click.command()
-@click.argument("source", type=click.Path(file_okay=False))
+@click.argument("source", type=click.Path())
 @click.option(
     "-o",
     "--output",
@@ -35,12 +35,16 @@ from .common import user_errors
     help="Format of the text shards.",
 )
 @click.option("--overwrite", is_flag=True, help="Discard an earlier templify run in the output folder.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash every finished output shard (default: trust size + mtime) and recompute damaged ones.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout when done.")
 @user_errors
-def templify(
-    source: str, output: str, seed: int, fmt: str, overwrite: bool, progress: bool | None, as_json: bool
-) -> None:
+def templify(source: str, output: str, seed: int, fmt: str, overwrite: bool, verify: bool,
+             progress: bool | None, as_json: bool) -> None:  # fmt: skip
     """Render the documents and pairs in SOURCE (an `instructpt synthesize` output folder)
     into instruction-augmented texts: Parquet/JSONL shards of {id, text, source_ids, n_shots,
     n_pairs, mode} in OUTPUT/data/, and OUTPUT/summary.json with the mix of modes and
@@ -51,7 +55,8 @@ def templify(
     """
     from ..templify_run import run_templify
 
-    summary = run_templify(source, output, seed=seed, fmt=fmt, overwrite=overwrite, progress=progress)
+    summary = run_templify(source, output, seed=seed, fmt=fmt, overwrite=overwrite, progress=progress,
+                           verify=verify)  # fmt: skip
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

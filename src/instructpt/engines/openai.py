@@ -7,18 +7,28 @@ BOS (SPEC §2); vLLM and SGLang accept this. For servers that only take text, `p
 serve`; for llama.cpp's server, start it so that it does not add BOS, or use the ids form).
 
 With several base URLs, requests are spread over the endpoints; a request that times out or
-gets a 429/5xx/connection error is retried, with exponential backoff, on the next healthy
-endpoint, and an endpoint that keeps failing is rested for a while. Model name and context
-length are checked against `/v1/models` before the first request. The API key comes from the
-environment (`OPENAI_API_KEY` by default) and is never logged.
+gets a 429/5xx/connection error is retried, with exponential backoff (or after the server's
+`Retry-After`, capped), on the next healthy endpoint, and an endpoint that keeps failing is
+rested for a while. Every answer is validated (JSON completion object, one choice with a text,
+finish_reason stop/length, a sane `usage` no larger than the request allows); a malformed one is
+retried like a 5xx and never returned as a generation. No retry starts once a request has
+been failing for `retry_budget` seconds, and each attempt gets at most `timeout` seconds, so a
+dead or hanging server fails the run within about `retry_budget + timeout` (90 + 60 s by
+default) with one line naming the endpoint. Model name and context length are checked against
+`/v1/models` before the first request. The API key comes from the environment (`OPENAI_API_KEY`
+by default), is never logged, and is redacted from every error message (servers echo it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import json
+import math
 import os
 import random
 import time
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +38,50 @@ from .base import Completion, Engine, EngineError, Request
 from .registry import EngineOptions
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+RETRY_AFTER_CAP = 60.0  # seconds: a longer Retry-After is not waited for in full
+BACKOFF_CAP = 10.0  # seconds between two attempts of a request, before jitter
+DEFAULT_TIMEOUT = 60.0  # seconds one attempt may take
+DEFAULT_RETRY_BUDGET = 90.0  # seconds a request may keep failing before the run fails
+# finish_reason values meaning "ended by EOS/stop" (TGI says eos_token/stop_sequence) or "max_tokens"
+FINISH_REASONS = {"stop": "stop", "eos_token": "stop", "eos": "stop", "stop_sequence": "stop",
+                  "length": "length"}  # fmt: skip
+
+
+class OpenAIServerError(EngineError, UsageError):
+    """A server failed or answered garbage past the retry budget: one line for the user (the CLI
+    prints UsageErrors without a traceback), naming the endpoint, the API key redacted."""
+
+
+class _BadAnswer(Exception):
+    """A response that is not a usable completion; `retry` when another attempt may succeed."""
+
+    def __init__(self, message: str, retry: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date), capped at
+    RETRY_AFTER_CAP; None when absent or unparseable."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), RETRY_AFTER_CAP)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    delay = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, min(delay, RETRY_AFTER_CAP))
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class OpenAIEngine(Engine):
@@ -40,25 +94,35 @@ class OpenAIEngine(Engine):
         tokenizer: Tokenizer,
         max_model_len: int = 4096,
         concurrency: int = 64,
-        timeout: float = 600.0,
-        max_retries: int = 8,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int | None = None,
         api_key: str | None = None,
         prompt_format: str = "ids",
         check_server: bool = True,
+        retry_budget: float = DEFAULT_RETRY_BUDGET,
+        backoff: float = 0.5,
     ) -> None:
         super().__init__(tokenizer, max_model_len)
         if not base_urls:
             raise UsageError("the openai engine needs --base-url (one or more)")
         if prompt_format not in ("ids", "text"):
             raise UsageError("--prompt-format must be ids or text")
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise UsageError(f"--request-timeout must be a positive number of seconds, got {timeout}")
+        if not (retry_budget >= 0 and math.isfinite(retry_budget)):
+            raise UsageError(f"--retry-budget must be zero or more seconds, got {retry_budget}")
         self.base_urls = [u.rstrip("/") for u in base_urls]
         self.model = model
         self.concurrency = concurrency
-        self.timeout = timeout
-        self.max_retries = max_retries
+        self.timeout = float(timeout)
+        self.retry_budget = float(retry_budget)
+        self.max_retries = max_retries  # None: only the time budget limits retries
+        self.backoff = backoff
         self.prompt_format = prompt_format
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._secrets = _secret_forms(api_key)
         self._rest_until = [0.0] * len(self.base_urls)
+        self._not_before = [0.0] * len(self.base_urls)  # Retry-After, per endpoint
         self._next = 0
         self.stats = {"requests": 0, "retries": 0, "failovers": 0}
         self._client: Any = None
@@ -78,8 +142,8 @@ class OpenAIEngine(Engine):
             tokenizer=load_tokenizer(options.tokenizer or options.model),
             max_model_len=options.max_model_len,
             concurrency=extra.get("concurrency", 64),
-            timeout=extra.get("timeout", 600.0),
-            max_retries=extra.get("max_retries", 8),
+            timeout=extra.get("request_timeout", DEFAULT_TIMEOUT),
+            retry_budget=extra.get("retry_budget", DEFAULT_RETRY_BUDGET),
             api_key=os.environ.get(key_env),
             prompt_format=extra.get("prompt_format", "ids"),
         )
@@ -88,16 +152,28 @@ class OpenAIEngine(Engine):
         return {**super().describe(), "model": self.model, "endpoints": len(self.base_urls),
                 "prompt_format": self.prompt_format}  # fmt: skip
 
+    def redact(self, text: str) -> str:
+        """`text` without the API key (in any of the forms a server may echo it)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _fail(self, message: str) -> OpenAIServerError:
+        return OpenAIServerError(self.redact(_one_line(message, 500)))
+
     def check_servers(self) -> None:
         """Refuse to start if a server serves another model or a shorter context."""
         httpx = _httpx()
         for url in self.base_urls:
             try:
-                response = httpx.get(f"{url}/models", headers=self._headers, timeout=30)
+                response = httpx.get(f"{url}/models", headers=self._headers, timeout=min(30.0, self.timeout))
                 response.raise_for_status()
                 served = response.json().get("data", [])
+                if not isinstance(served, list) or not all(isinstance(m, dict) for m in served):
+                    raise ValueError("/models has no list of models under 'data'")
             except Exception as exc:  # noqa: BLE001 - reported as one line
-                raise UsageError(f"cannot reach the server at {url}: {type(exc).__name__}: {exc}") from None
+                detail = self._show(f"{type(exc).__name__}: {exc}")
+                raise UsageError(f"cannot reach the server at {url}: {detail}") from None
             ids = [m.get("id") for m in served]
             match = next((m for m in served if m.get("id") == self.model), None)
             if not served:  # `transformers serve` lists only cached models: nothing to check
@@ -122,7 +198,9 @@ class OpenAIEngine(Engine):
         if self._loop is not loop:
             httpx = _httpx()
             limits = httpx.Limits(max_connections=self.concurrency * len(self.base_urls))
-            self._client = httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers)
+            self._client = httpx.AsyncClient(
+                timeout=_timeout(self.timeout), limits=limits, headers=self._headers
+            )
             self._gates = [asyncio.Semaphore(self.concurrency) for _ in self.base_urls]
             self._loop = loop
         return await self._one(self._client, self._gates, request)
@@ -136,7 +214,8 @@ class OpenAIEngine(Engine):
         httpx = _httpx()
         limits = httpx.Limits(max_connections=self.concurrency * len(self.base_urls))
         gates = [asyncio.Semaphore(self.concurrency) for _ in self.base_urls]
-        async with httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self._headers) as client:
+        async with httpx.AsyncClient(timeout=_timeout(self.timeout), limits=limits,
+                                     headers=self._headers) as client:  # fmt: skip
             return list(await asyncio.gather(*(self._one(client, gates, r) for r in requests)))
 
     def _pick(self, avoid: int | None) -> int:
@@ -161,20 +240,43 @@ class OpenAIEngine(Engine):
                 payload["add_special_tokens"] = False
         last_error = ""
         endpoint: int | None = None
-        for attempt in range(self.max_retries + 1):
+        attempts = 0
+        started = 0.0
+        deadline = math.inf  # set when the first attempt starts
+        while True:
             previous = endpoint
             endpoint = self._pick(previous)
-            if attempt:
+            url = f"{self.base_urls[endpoint]}/completions"
+            if attempts:
+                now = time.monotonic()
+                delay = min(BACKOFF_CAP, self.backoff * 2 ** (attempts - 1)) * (0.5 + random.random())
+                delay = max(delay, self._not_before[endpoint] - now)  # the server's Retry-After
+                if (self.max_retries is not None and attempts > self.max_retries) or now + delay >= deadline:
+                    break
                 self.stats["retries"] += 1
                 self.stats["failovers"] += endpoint != previous
-                await asyncio.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+                await asyncio.sleep(delay)
             async with gates[endpoint]:
+                now = time.monotonic()
+                if not attempts:
+                    started, deadline = now, now + self.retry_budget
+                elif now >= deadline:
+                    break
+                attempt_timeout = self.timeout
+                attempts += 1
                 self.stats["requests"] += 1
                 try:
-                    response = await client.post(f"{self.base_urls[endpoint]}/completions", json=payload)
+                    response = await asyncio.wait_for(
+                        client.post(url, json=payload, timeout=_timeout(attempt_timeout)), attempt_timeout
+                    )
                 except Exception as exc:  # noqa: BLE001 - timeouts and connection errors are retried
-                    last_error = f"{type(exc).__name__}: {exc}"
-                    self._rest_until[endpoint] = time.monotonic() + min(60.0, 2.0 * (attempt + 1))
+                    if isinstance(exc, asyncio.TimeoutError) or "Timeout" in type(exc).__name__:
+                        last_error = (
+                            f"{url} gave no answer within {attempt_timeout:g}s ({type(exc).__name__})"
+                        )
+                    else:
+                        last_error = f"{url}: {type(exc).__name__}: {self._show(str(exc))}"
+                    self._rest(endpoint, attempts)
                     continue
             if (
                 response.status_code == 422
@@ -186,36 +288,110 @@ class OpenAIEngine(Engine):
                 self.send_extras = False
                 payload = {k: payload[k] for k in ("model", "prompt", "max_tokens", "temperature")}
                 continue
-            if response.status_code in RETRY_STATUS:
-                last_error = f"HTTP {response.status_code}"
-                self._rest_until[endpoint] = time.monotonic() + min(60.0, 2.0 * (attempt + 1))
-                continue
-            if response.status_code >= 400:
-                raise EngineError(f"{self.base_urls[endpoint]} answered HTTP {response.status_code}: "
-                                  f"{response.text[:300]}")  # fmt: skip
-            choice = response.json()["choices"][0]
-            usage = response.json().get("usage") or {}
-            counted = usage.get("prompt_tokens")
-            if (
-                self.prompt_format == "text"
-                and isinstance(counted, int)
-                and counted != len(request.prompt_ids)
-            ):
-                raise EngineError(
-                    f"{self.base_urls[endpoint]} counted {counted} prompt tokens where the prompt has "
-                    f"{len(request.prompt_ids)}: it adds special tokens (a second BOS?) or tokenizes "
-                    "differently; use --prompt-format ids, or serve the synthesizer's own tokenizer "
-                    "without BOS insertion"
-                )
-            text = choice.get("text", "")
-            n_tokens = usage.get("completion_tokens")
-            if n_tokens is None:
-                n_tokens = len(self.tokenizer.encode(text))
-            reason = "length" if choice.get("finish_reason") == "length" else "stop"
-            return Completion(text, int(n_tokens), reason)
-        raise EngineError(
-            f"a request failed {self.max_retries + 1} times on every endpoint; last: {last_error}"
+            try:
+                return self._read(response, request, url)
+            except _BadAnswer as bad:
+                last_error = str(bad)
+                if not bad.retry:
+                    raise self._fail(last_error) from None
+                self._rest(endpoint, attempts)
+                if bad.retry_after is not None:
+                    last_error += f" (Retry-After {bad.retry_after:g}s)"
+                    self._not_before[endpoint] = time.monotonic() + bad.retry_after
+                    self._rest_until[endpoint] = max(self._rest_until[endpoint], self._not_before[endpoint])
+        raise self._fail(
+            f"{last_error}; gave up after {attempts} attempts in {time.monotonic() - started:.0f}s "
+            f"(retry budget {self.retry_budget:g}s, request timeout {self.timeout:g}s)"
         )
+
+    def _show(self, text: str, limit: int = 200) -> str:
+        """Server-provided text for a message: redacted first, then one line, shortened."""
+        return _one_line(self.redact(str(text)), limit)
+
+    def _rest(self, endpoint: int, attempts: int) -> None:
+        self._rest_until[endpoint] = time.monotonic() + min(60.0, 2.0 * attempts)
+
+    def _read(self, response: Any, request: Request, url: str) -> Completion:
+        """The completion in `response`, or _BadAnswer saying what is wrong with it."""
+        status = response.status_code
+        if 300 <= status < 400:
+            where = response.headers.get("location", "?")
+            raise _BadAnswer(f"{url} answered HTTP {status}, a redirect to {self._show(where, 120)}: check "
+                             "--base-url (a login page or proxy in the way?)", retry=False)  # fmt: skip
+        snippet = self._show(response.text)
+        if status in RETRY_STATUS:
+            wait = retry_after_seconds(response.headers.get("retry-after"))
+            raise _BadAnswer(f"{url} answered HTTP {status}: {snippet}", retry_after=wait)
+        if status >= 400:
+            raise _BadAnswer(f"{url} answered HTTP {status}: {snippet}", retry=False)
+        if status != 200:
+            raise _BadAnswer(f"{url} answered HTTP {status} instead of 200: {snippet}")
+        ctype = response.headers.get("content-type", "")
+        if ctype and "json" not in ctype.lower():
+            raise _BadAnswer(f"{url} answered {ctype.split(';')[0].strip()}, not JSON: {snippet}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise _BadAnswer(f"{url} answered a body that is not valid JSON: {snippet}") from None
+        if not isinstance(body, dict):
+            raise _BadAnswer(f"{url} answered a JSON {type(body).__name__}, not a completion: {snippet}")
+        if body.get("error"):
+            raise _BadAnswer(f"{url} answered an error: {self._show(json.dumps(body['error']))}")
+        choices = body.get("choices")
+        if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+            raise _BadAnswer(f"{url} answered choices that is not a list of one object: {snippet}")
+        choice = choices[0]
+        text = choice.get("text")
+        if not isinstance(text, str):
+            what = "missing" if "text" not in choice else "null" if text is None else type(text).__name__
+            raise _BadAnswer(f"{url} answered a completion whose choices[0].text is {what}: {snippet}")
+        reason = choice.get("finish_reason")
+        if reason not in FINISH_REASONS:
+            shown = self._show(repr(reason), 40)
+            raise _BadAnswer(f"{url} answered finish_reason {shown} (not stop or length)")
+        usage = body.get("usage")
+        usage = {} if usage is None else usage
+        if not isinstance(usage, dict):
+            raise _BadAnswer(f"{url} answered a completion whose usage is a {type(usage).__name__}")
+        for field in ("prompt_tokens", "completion_tokens"):
+            value = usage.get(field)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise _BadAnswer(f"{url} answered usage.{field} is {self._show(repr(value), 40)}")
+        n_tokens = usage.get("completion_tokens")
+        if n_tokens is not None and n_tokens > request.max_new_tokens:
+            raise _BadAnswer(f"{url} answered {n_tokens} completion tokens for max_tokens "
+                             f"{request.max_new_tokens}: {self._show(text, 80)}")  # fmt: skip
+        counted = usage.get("prompt_tokens")
+        if self.prompt_format == "text" and counted is not None and counted != len(request.prompt_ids):
+            raise _BadAnswer(
+                f"{url} counted {counted} prompt tokens where the prompt has "
+                f"{len(request.prompt_ids)}: it adds special tokens (a second BOS?) or tokenizes "
+                "differently; use --prompt-format ids, or serve the synthesizer's own tokenizer "
+                "without BOS insertion",
+                retry=False,
+            )
+        if n_tokens is None:  # no usage: count ourselves (re-encoding may differ a little)
+            n_tokens = len(self.tokenizer.encode(text))
+            if n_tokens > 2 * request.max_new_tokens + 16:
+                raise _BadAnswer(f"{url} answered a text of {n_tokens} tokens for max_tokens "
+                                 f"{request.max_new_tokens}: {self._show(text, 80)}")  # fmt: skip
+            n_tokens = min(n_tokens, request.max_new_tokens)
+        return Completion(text, int(n_tokens), FINISH_REASONS[reason])
+
+
+def _timeout(seconds: float) -> Any:
+    """One attempt's httpx timeout: at most 10 s to connect, `seconds` for everything."""
+    return _httpx().Timeout(seconds, connect=min(10.0, seconds))
+
+
+def _secret_forms(key: str | None) -> list[str]:
+    """The API key as a server may echo it: raw, JSON-escaped, URL-encoded; longest first."""
+    if not key:
+        return []
+    escaped = json.dumps(key)[1:-1]
+    forms = {key, escaped, escaped.replace("/", "\\/"), urllib.parse.quote(key, safe=""),
+             urllib.parse.quote_plus(key)}  # fmt: skip
+    return sorted(forms, key=len, reverse=True)
 
 
 def _httpx() -> Any:
