@@ -3,7 +3,8 @@
 The record is a single JSONL line of synthetic prose (paragraphs, sentences) of `--mb` megabytes.
 Each measurement runs in a fresh process so that its peak RSS (resource.getrusage) is its own:
 
-* `fit`: `rounds.fit_documents` alone, the long-document handling of `--long-docs`;
+* `fit`: `rounds.fit_documents` alone, the long-document handling of `--long-docs` (with the
+  characters tokenized per character of the document, a figure the machine's load cannot change);
 * `synthesize`: `instructpt synthesize --engine rules` end to end on the one-line file (reading,
   fitting, 2 rounds of the rules engine, Parquet writing), with `--max-doc-chars` off.
 
@@ -59,6 +60,23 @@ def load_tokenizer():
     return Tokenizer(train_tokenizer([make_text(200_000, seed=1)], 2000), "bpe-trained-here")
 
 
+def count_characters(tokenizer) -> list[int]:
+    """Count the characters `tokenizer` is asked to encode (with or without offsets) from now on."""
+    counted = [0]
+    encode_batch, char_offsets = tokenizer._encode_batch, tokenizer.char_offsets
+
+    def counting_encode_batch(texts):
+        counted[0] += sum(map(len, texts))
+        return encode_batch(texts)
+
+    def counting_char_offsets(text):
+        counted[0] += len(text)
+        return char_offsets(text)
+
+    tokenizer._encode_batch, tokenizer.char_offsets = counting_encode_batch, counting_char_offsets
+    return counted
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -84,8 +102,10 @@ def measure(stage: str, mode: str, path: Path) -> dict:
 
         budget = prompt_budget(Budget(tokenizer, 4096), settings)
         result = BatchResult(entries=[])
+        tokenized = count_characters(tokenizer)
         fitted = fit_documents([Document("big", text)], tokenizer, budget, mode, result)
-        outcome = {"pieces": len(fitted), "rejects": len(result.rejects)}
+        ratio = round(tokenized[0] / len(text), 3)
+        outcome = {"pieces": len(fitted), "rejects": len(result.rejects), "tokenized_per_char": ratio}
     else:
         from instructpt.engines.rules import RulesEngine
         from instructpt.pipeline import SynthesisConfig, run_synthesis
@@ -132,7 +152,9 @@ def main() -> None:
                 run = subprocess.run([sys.executable, __file__, "--child", stage, mode, str(path)],
                                      capture_output=True, text=True, check=True)  # fmt: skip
                 row = json.loads(run.stdout.strip().splitlines()[-1])
-                note = f"<!-- tokenizer {row['tokenizer']}, rejects {row['rejects']} -->"
+                per_char = row.get("tokenized_per_char")
+                ratio = f", {per_char} characters tokenized per character" if per_char is not None else ""
+                note = f"<!-- tokenizer {row['tokenizer']}, rejects {row['rejects']}{ratio} -->"
                 cells = f"{row['seconds']} | {row['peak_rss_mb']:,} | {row['pieces']:,}"
                 print(f"| {stage} | {mode} | {cells} |  {note}", flush=True)
 

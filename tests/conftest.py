@@ -80,3 +80,12 @@ def scripted(tokenizer) -> Callable[..., ScriptedEngine]:
         return ScriptedEngine(tokenizer, respond, **kwargs)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _isolated_engine_registry():
+    """Engines a test registers are gone after it (the registry is process-wide)."""
+    from instructpt.engines.registry import registry
+
+    with registry().isolated():
+        yield

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from instructpt.cli import main
+from instructpt.executor.local import TEST_DELAY_ENV
 
 from .test_pipeline import make_corpus, snapshot
 
@@ -22,8 +23,11 @@ def cli(*args) -> list[str]:
 
 
 def common(corpus, model, out):
-    return [corpus, "-o", out, "--engine", "hf", "--model", model, "--shard-size", "3",
+    return [corpus, "-o", out, "--engine", "rules", "--model", model, "--shard-size", "3",
             "--max-new-tokens", "16", "--max-model-len", "256", "--no-progress"]  # fmt: skip
+
+
+SLOW = {**os.environ, TEST_DELAY_ENV: "0.2"}  # the rules engine, slowed so that a kill lands mid-run
 
 
 def markers(out, worker: int, workers: int) -> int:
@@ -38,13 +42,13 @@ def markers(out, worker: int, workers: int) -> int:
     return sum(1 for i in indexes if i % workers == worker)  # fmt: skip
 
 
-@pytest.mark.slow
 def test_three_static_workers_one_killed_and_rerun_equal_a_single_process(tmp_path, tiny_model):
     corpus = make_corpus(tmp_path / "corpus.jsonl", n=60)
     single, split = tmp_path / "single", tmp_path / "split"
     subprocess.run(cli("synthesize", *common(corpus, tiny_model, single)), check=True, capture_output=True)
     procs = [subprocess.Popen(cli("synthesize", *common(corpus, tiny_model, split), "--num-workers", 3,
-                                  "--worker-index", w), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                  "--worker-index", w), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=SLOW)
              for w in range(3)]  # fmt: skip
     while procs[1].poll() is None and markers(split, 1, 3) < 2:
         time.sleep(0.01)
@@ -96,13 +100,15 @@ def test_ray_actors_with_one_killed_mid_run_equal_a_single_process(tmp_path, tin
 
     def config(out):
         return SynthesisConfig(inputs=[str(corpus)], output=str(tmp_path / out), model=str(tiny_model),
-                               engine="hf", shard_size=3, max_model_len=256,
+                               engine="rules", shard_size=3, max_model_len=256,
                                rounds=RoundSettings(max_new_tokens=16))  # fmt: skip
 
     options = EngineOptions(model=str(tiny_model), max_model_len=256)
     from instructpt.engines import create_engine
 
-    run_synthesis(config("single"), lambda: create_engine("hf", options), progress=False, log=lambda m: None)
+    run_synthesis(
+        config("single"), lambda: create_engine("rules", options), progress=False, log=lambda m: None
+    )
     killed = []
 
     def kill_one(index, actors):
@@ -111,7 +117,7 @@ def test_ray_actors_with_one_killed_mid_run_equal_a_single_process(tmp_path, tin
             ray.kill(actors[0], no_restart=True)
 
     logs: list[str] = []
-    summary = run_ray(config("ray"), "hf", options, num_workers=2, progress=False, log=logs.append,
+    summary = run_ray(config("ray"), "rules", options, num_workers=2, progress=False, log=logs.append,
                       on_shard_done=kill_one)  # fmt: skip
     assert killed and any("died" in line and "retrying" in line for line in logs), logs
     assert summary["complete"] and summary["documents"] == 36

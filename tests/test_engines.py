@@ -207,3 +207,13 @@ def test_hf_continuous_batching_equals_static_batches(hf_engine):
         assert hf_engine.generate(requests) == static
     finally:
         hf_engine.continuous_batching = False
+
+
+@pytest.mark.slow
+def test_hf_options_reach_the_engine(tiny_model):
+    engine = create_engine(
+        "hf", EngineOptions(model=str(tiny_model), max_model_len=512), continuous_batching=True
+    )
+    assert engine.continuous_batching and engine.max_model_len == 512 and not engine.concurrent
+    with pytest.raises(UsageError, match="unknown option 'max_num_seqs' for the hf engine"):
+        create_engine("hf", EngineOptions(model=str(tiny_model)), max_num_seqs=4)

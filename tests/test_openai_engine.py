@@ -156,7 +156,12 @@ def test_text_prompts_on_transformers_serve_match_the_hf_engine(tiny_model, tmp_
 
     from instructpt.engines import EngineOptions, create_engine
 
-    cli = shutil.which("transformers")
+    import sys
+    from pathlib import Path
+
+    # The venv's bin folder is not on PATH when pytest runs as .venv/bin/python -m pytest.
+    beside = Path(sys.executable).parent / "transformers"
+    cli = str(beside) if beside.is_file() else shutil.which("transformers")
     if cli is None:
         pytest.skip("the transformers CLI is not installed")
     with socket.socket() as s:

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from instructpt.cli import main
 from instructpt.config import load_config
 from instructpt.errors import UsageError
+from instructpt.executor.local import TEST_DELAY_ENV
 
 from .test_pipeline import make_corpus, snapshot
 
@@ -119,14 +120,16 @@ def test_full_run_with_rules_engine_then_skip_and_changed_settings(tmp_path, tin
     assert rebuilt.exit_code == 0, rebuilt.output
 
 
-@pytest.mark.slow
 def test_run_kill_9_then_resume_matches_a_clean_run(tmp_path, tiny_model):
-    config = write_config(tmp_path, tiny_model, engine="hf", synthesize__shard_size=3)
+    # The rules engine, slowed down between each shard's files and its marker (the hf engine's
+    # SIGKILL test is in test_cli.py).
+    config = write_config(tmp_path, tiny_model, engine="rules", synthesize__shard_size=3)
     cmd = [sys.executable, "-m", "instructpt", "run", "--no-progress", str(config)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     work, clean = tmp_path / "work", tmp_path / "clean"
     work.rename(clean)  # same input paths, so the records' sources match
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    slow = {**os.environ, TEST_DELAY_ENV: "0.3"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=slow)
     manifest = work / "synthesized/manifest.json"
     while proc.poll() is None:
         try:

@@ -7,19 +7,34 @@ UTF-8 YAML read with a `yaml.SafeLoader` that refuses a key given twice (plain s
 the last) and, like safe_load, any Python tag. `--set a.b=value` overrides parse `value` the
 same way (numbers, booleans, lists). Relative paths are relative to the directory the command
 runs in.
+
+Each section is one settings model (`SynthesizeSettings`, `TemplifySettings`, `MixSettings`)
+shared with the command of the same name, whose flags are generated from its fields (cli/options.py),
+and whose defaults are read from the code that consumes them (SynthesisConfig, RoundSettings,
+MixConfig, run_templify, EngineOptions), so each default is written once. The engine's own options
+go under `synthesize.engine_options` and are validated against the engine's options model when the
+config is loaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .engines.registry import DEFAULT_MODEL
+from .engines.options import EngineOptions
+from .engines.registry import EngineSpec, registry
 from .errors import UsageError
+from .mix import MixConfig, SourceSpec, domain_recipe, scratch_recipe
 from .output import safe_name
+from .pipeline import SynthesisConfig
+from .rounds import RoundSettings
+from .templify_run import run_templify
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -59,30 +74,120 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-class SynthesizeStage(_Strict):
+def default_of(owner: Any, name: str) -> Any:
+    """The default `owner` (a dataclass, pydantic model or function) declares for `name`, so a
+    settings model repeats no default of the code that consumes it."""
+    if dataclasses.is_dataclass(owner):
+        f = next(f for f in dataclasses.fields(owner) if f.name == name)
+        return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    if isinstance(owner, type) and issubclass(owner, BaseModel):
+        return owner.model_fields[name].get_default(call_default_factory=True)
+    return inspect.signature(owner).parameters[name].default
+
+
+def _common(name: str, **kwargs: Any) -> Any:
+    """A synthesize setting that is a common engine option: its default and help from EngineOptions."""
+    info = EngineOptions.model_fields[name]
+    return Field(info.default, description=info.description, **kwargs)
+
+
+class SynthesizeSettings(_Strict):
+    """The synthesize stage: `run` YAML's `synthesize:` section and `instructpt synthesize`'s flags
+    (generated from these fields); `synthesis_config` turns it into the pipeline's SynthesisConfig."""
+
     inputs: list[str] = Field(min_length=1)
-    engine: str = "auto"
-    model: str = DEFAULT_MODEL
-    tokenizer: str | None = None
-    rounds: int = Field(2, ge=1)
-    max_model_len: int = Field(4096, gt=0)
-    max_new_tokens: int = Field(400, gt=0)
-    shard_size: int = Field(1000, ge=1)
-    text_field: str = "text"
-    id_field: str = "id"
-    long_docs: Literal["split", "truncate", "skip"] = "split"
-    max_doc_chars: int | None = Field(10_000_000, gt=0)  # null: no limit (pipeline.DEFAULT_MAX_DOC_CHARS)
-    format: Literal["parquet", "jsonl"] = "parquet"
-    keep_generations: bool = False
-    limit: int | None = Field(None, ge=1)
-    dtype: str = "auto"
-    device: str = "auto"
-    max_batch_tokens: int | None = Field(None, gt=0)
+    engine: str = Field("auto", description="Inference backend: auto (best installed), hf, vllm, openai, "
+                        "llamacpp, rules, or a plug-in; see `instructpt engines list`.")  # fmt: skip
+    model: str = _common("model")
+    tokenizer: str | None = _common("tokenizer")
+    rounds: int = Field(
+        default_of(RoundSettings, "rounds"),
+        ge=1,
+        description="M: documents per chain. 2 for pre-training from scratch, 3 for domain adaptation.",
+    )
+    max_model_len: int = _common("max_model_len", gt=0)
+    max_new_tokens: int = Field(
+        default_of(RoundSettings, "max_new_tokens"),
+        gt=0,
+        description="Most tokens generated per document (greedy decoding).",
+    )
+    shard_size: int = Field(
+        default_of(SynthesisConfig, "shard_size"),
+        ge=1,
+        description="K: documents per shard, the unit of chaining, writing and resumption.",
+    )
+    text_field: str = Field(
+        default_of(SynthesisConfig, "text_field"), description="JSONL/Parquet field with the text."
+    )
+    id_field: str = Field(
+        default_of(SynthesisConfig, "id_field"),
+        description="Field with the document id; missing ids become a hash of the text.",
+    )
+    long_docs: Literal["split", "truncate", "skip"] = Field(
+        default_of(RoundSettings, "long_docs"), description="Documents too long for the context: split at "
+        "paragraph/sentence boundaries, truncate, or skip (written to rejects.jsonl).",
+    )  # fmt: skip
+    max_doc_chars: int | None = Field(
+        default_of(SynthesisConfig, "max_doc_chars"), gt=0, description="Reject records whose text has more "
+        "characters than this (reason too_many_chars); 0 on the command line, null in YAML: no limit.",
+    )  # fmt: skip
+    format: Literal["parquet", "jsonl"] = Field(default_of(SynthesisConfig, "format"),
+                                                description="Format of the data shards.")  # fmt: skip
+    keep_generations: bool = Field(default_of(RoundSettings, "keep_generations"),
+                                   description="Also store each raw generation.")  # fmt: skip
+    limit: int | None = Field(
+        default_of(SynthesisConfig, "limit"), ge=1, description="Stop after this many documents."
+    )
+    strict: bool = Field(
+        default_of(SynthesisConfig, "strict"),
+        description="Fail on the first bad input record instead of skipping it.",
+    )
+    dtype: str = _common("dtype")
+    device: str = _common("device")
+    max_batch_tokens: int | None = _common("max_batch_tokens", gt=0)
+    trust_remote_code: bool = _common("trust_remote_code")
+    engine_options: dict[str, Any] = Field(
+        {}, description="The engine's own options, e.g. {base_urls: [...], concurrency: 8} for openai; "
+        "`instructpt engines list` shows each engine's.",
+    )  # fmt: skip
+
+    def engine_spec(self) -> EngineSpec:
+        """The engine to run (`auto` resolved), or MissingExtraError saying what to install."""
+        return registry().installed(self.engine)
+
+    def options_for(self, spec: EngineSpec, origin: str = "synthesize.engine_options") -> EngineOptions:
+        """The validated engine options: the common settings above + `engine_options`."""
+        common = {name: getattr(self, name) for name in EngineOptions.common_fields()}
+        return spec.make_options(common, self.engine_options, origin=origin)
+
+    def synthesis_config(self, engine: str, output: str, **flags: Any) -> SynthesisConfig:
+        """The pipeline's config; `flags`: overwrite, verify, rebuild."""
+        return SynthesisConfig(
+            inputs=list(self.inputs),
+            output=output,
+            model=self.model,
+            engine=engine,
+            tokenizer=self.tokenizer,
+            text_field=self.text_field,
+            id_field=self.id_field,
+            shard_size=self.shard_size,
+            limit=self.limit,
+            format=self.format,
+            max_model_len=self.max_model_len,
+            strict=self.strict,
+            max_doc_chars=self.max_doc_chars,
+            rounds=RoundSettings(self.rounds, self.max_new_tokens, self.long_docs, self.keep_generations),
+            **flags,
+        )
 
 
-class TemplifyStage(_Strict):
-    seed: int = 0
-    format: Literal["parquet", "jsonl"] = "parquet"
+class TemplifySettings(_Strict):
+    seed: int = Field(
+        default_of(run_templify, "seed"),
+        description="Changes every text's template draws; the same seed gives the same bytes.",
+    )
+    format: Literal["parquet", "jsonl"] = Field(default_of(run_templify, "fmt"),
+                                                description="Format of the text shards.")  # fmt: skip
 
 
 class SourceModel(_Strict):
@@ -103,33 +208,105 @@ class SourceModel(_Strict):
     id_field: str = "id"
 
 
-class MixStage(_Strict):
-    recipe: Literal["scratch", "domain", "custom"] = "scratch"
-    tokenizer: str
-    raw: list[str] = []
-    general: list[str] = []
-    ratio: str = "1:1"
+class MixSettings(_Strict):
+    """The mix stage: `run` YAML's `mix:` section and `instructpt mix`'s flags."""
+
+    recipe: Literal["scratch", "domain", "custom"] = Field(
+        "scratch", description="scratch (augmented + raw, all of both), domain (augmented + general "
+        "instructions at --ratio in target tokens), or custom: weighted sources (mix.sources in a run "
+        "config, a JSON recipe file on the command line).",
+    )  # fmt: skip
+    tokenizer: str = Field(description="The trained model's tokenizer: folder, tokenizer.json or Hub id.")
+    raw: list[str] = Field([], description="scratch: the unchanged raw texts (files or folders).")
+    general: list[str] = Field([], description="domain: general instruction data (e.g. OpenOrca parquet).")
+    ratio: str = Field(
+        default_of(domain_recipe, "ratio"),
+        description="domain: augmented:general, counted in tokens of --tokenizer.",
+    )
     augmented_weight: float | None = Field(None, gt=0, description="custom: weight of the augmented texts")
     sources: list[SourceModel] = []  # custom: further sources beside the augmented texts
-    question_field: str = "question"
-    response_field: str = "response"
-    text_field: str = "text"
-    format: Literal["parquet", "jsonl", "hf", "megatron", "olmo"] = "parquet"
-    seq_len: int = Field(4096, gt=0)
-    pack: bool = False
-    seed: int = 0
-    upsample: bool = True
-    workers: int = Field(0, ge=0)
-    shard_tokens: int = Field(100_000_000, gt=0)
-    bos_text: str | None = None
-    eos_text: str | None = None
+    question_field: str = Field(default_of(domain_recipe, "question_field"),
+                                description="General data: question field.")  # fmt: skip
+    response_field: str = Field(default_of(domain_recipe, "response_field"),
+                                description="General data: response field.")  # fmt: skip
+    text_field: str = Field(default_of(scratch_recipe, "text_field"), description="Raw data: text field.")
+    format: Literal["parquet", "jsonl", "hf", "megatron", "olmo"] = Field(
+        default_of(MixConfig, "format"), description="jsonl or parquet (shuffled text), hf (datasets on "
+        "disk), megatron (.bin/.idx), olmo (.npy memmap + .csv.gz).",
+    )  # fmt: skip
+    seq_len: int = Field(default_of(MixConfig, "seq_len"), gt=0, description="Row length for --pack.")
+    pack: bool = Field(
+        default_of(MixConfig, "pack"),
+        description="hf/megatron: pack documents into rows of --seq-len tokens.",
+    )
+    seed: int = Field(default_of(MixConfig, "seed"), description="Sampling and shuffling seed.")
+    upsample: bool = Field(
+        default_of(MixConfig, "upsample"),
+        description="Allow a ratio that needs repeating a source (--no-upsample: refuse).",
+    )
+    workers: int = Field(
+        default_of(MixConfig, "workers"),
+        ge=0,
+        description="Tokenizer processes (0: one per core; 1: in-process, Rust threads).",
+    )
+    shard_tokens: int = Field(
+        default_of(MixConfig, "shard_tokens"), gt=0, description="Tokens per output shard."
+    )
+    bos_text: str | None = Field(
+        default_of(MixConfig, "bos_text"),
+        description="BOS written before every text [default: the tokenizer's].",
+    )
+    eos_text: str | None = Field(
+        default_of(MixConfig, "eos_text"),
+        description="EOS written after every text [default: the tokenizer's].",
+    )
+
+    def recipe_sources(
+        self, augmented: list[str], flag: Callable[[str], str] = lambda k: f"mix.{k}"
+    ) -> list[SourceSpec]:
+        """The sources of the recipe, `augmented` being the templify output; `flag` names a setting
+        in error messages (`mix.raw` in a config, `--raw` on the command line)."""
+
+        def need(key: str, value: list[str], what: str) -> None:
+            if not value:
+                raise UsageError(f"{flag('recipe')} {self.recipe} needs {flag(key)} ({what})")
+
+        if self.recipe == "scratch":
+            need("augmented", augmented, "instruction-augmented texts")
+            need("raw", self.raw, "the unchanged raw texts")
+            return scratch_recipe(augmented, self.raw, self.text_field)
+        if self.recipe == "domain":
+            need("augmented", augmented, "instruction-augmented texts")
+            need("general", self.general, "general instruction data")
+            return domain_recipe(
+                augmented, self.general, self.ratio, self.question_field, self.response_field
+            )
+        sources = [SourceSpec("augmented", augmented, self.augmented_weight)] if augmented else []
+        return sources + [SourceSpec(**src.model_dump()) for src in self.sources]
+
+    def mix_config(self, sources: list[SourceSpec], output: str, **flags: Any) -> MixConfig:
+        """The mixer's config; `flags`: overwrite, verify, rebuild, allow_partial."""
+        names = (
+            "tokenizer",
+            "recipe",
+            "format",
+            "seq_len",
+            "pack",
+            "seed",
+            "upsample",
+            "workers",
+            "shard_tokens",
+            "bos_text",
+            "eos_text",
+        )
+        return MixConfig(sources=sources, output=output, **{k: getattr(self, k) for k in names}, **flags)
 
 
 class RunConfig(_Strict):
     workdir: str
-    synthesize: SynthesizeStage
-    templify: TemplifyStage = TemplifyStage()
-    mix: MixStage | None = None
+    synthesize: SynthesizeSettings
+    templify: TemplifySettings = TemplifySettings()
+    mix: MixSettings | None = None
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
@@ -168,9 +345,39 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     for assignment in overrides:
         apply_override(data, assignment)
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}{_hint(err)}"
+            for err in exc.errors()
         )
         raise UsageError(f"{path}: {problems}") from None
+    s = config.synthesize
+    try:
+        spec = registry().spec(s.engine)
+    except UsageError as exc:
+        if s.engine == "auto":
+            return config  # nothing installed: `run` says what to install
+        raise UsageError(f"{path}: synthesize.engine: {exc}") from None
+    try:
+        s.options_for(spec)  # a misspelt or mistyped engine option fails now, not after hours
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    return config
+
+
+def _hint(err: Any) -> str:
+    """Where an engine option given as a synthesize setting belongs."""
+    loc = err.get("loc", ())
+    if err.get("type") != "extra_forbidden" or len(loc) != 2 or loc[0] != "synthesize":
+        return ""
+    for spec in registry().specs().values():
+        try:
+            fields = spec.options_model().specific_fields()
+        except Exception:  # noqa: BLE001 - a broken plug-in only loses the hint
+            continue
+        if loc[1] in fields:
+            return (
+                f" ({loc[1]} is an option of the {spec.name} engine: set synthesize.engine_options.{loc[1]})"
+            )
+    return ""

@@ -4,7 +4,10 @@ Three passes, memory bounded by a batch plus a few numbers per document:
 
 1. **Tokenize** every source once: each text is wrapped in the target model's BOS/EOS *as
    text* and tokenized without adding special tokens (SPEC §5), batched, in worker
-   processes. Token ids go to a scratch file per source; per document we keep its length.
+   processes. Each input file is one executor shard (mix_stage.py): its token ids, lengths,
+   ids and texts go to scratch files in out/.work/tokens with a completion marker, so a
+   crash, static workers or Ray redo no finished file. Plan, shuffle and write run once
+   every shard is done.
 2. **Plan**: every source with a weight gets `tokens(anchor) * weight / weight(anchor)`
    tokens, the anchor being the first weighted source (kept whole, exactly once). A source
    with fewer tokens than that is repeated (whole passes) and topped up with a seeded random
@@ -41,15 +44,19 @@ import numpy as np
 
 from .corpus import CorpusReader, expand_inputs, file_size
 from .errors import SettingsChanged, UsageError
+from .executor import check_worker, execute, lock_name
 from .output import (
     MANIFEST,
     NO_SPACE,
+    SCRATCH_DIR,
     DamagedData,
+    DiskFull,
     OutputDir,
     check_inputs,
     check_run,
+    commit_file,
     disk_full,
-    inside,
+    make_folder,
     marker_files,
     safe_name,
     write_atomic,
@@ -303,43 +310,63 @@ def _write_to(handle: IO[Any], data: bytes | str, path: Path) -> None:
         raise
 
 
-class _Blobs:
-    """Append-only strings on disk with offsets, read back by index."""
+class _BlobWriter:
+    """Append-only strings streamed to a file, with their offsets."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.handle = open(path, "wb")
         self.offsets = array("Q", [0])
-        self.data: np.memmap | None = None
 
     def append(self, text: str) -> None:
         raw = text.encode("utf-8")
         _write_to(self.handle, raw, self.path)
         self.offsets.append(self.offsets[-1] + len(raw))
 
-    def freeze(self) -> None:
-        self.handle.close()
-        self.data = np.memmap(self.path, dtype=np.uint8, mode="r") if self.offsets[-1] else None
+
+class _Parts:
+    """Documents stored shard by shard: maps a document index of the whole source to its part."""
+
+    def __init__(self, first_docs: Sequence[int]) -> None:
+        self.first = np.asarray(first_docs, dtype=np.int64)  # index of each part's first document
+
+    def locate(self, i: int) -> tuple[int, int]:
+        p = int(np.searchsorted(self.first, i, side="right")) - 1
+        return p, i - int(self.first[p])
+
+
+class _Blobs(_Parts):
+    """Strings read back by document index from per-shard blob files + offsets."""
+
+    def __init__(self, first_docs: Sequence[int], parts: list[tuple[np.memmap | None, np.ndarray]]) -> None:
+        super().__init__(first_docs)
+        self.parts = parts
 
     def __getitem__(self, i: int) -> str:
-        start, end = self.offsets[i], self.offsets[i + 1]
-        return bytes(self.data[start:end]).decode("utf-8") if end > start else ""
+        p, j = self.locate(i)
+        data, offsets = self.parts[p]
+        start, end = int(offsets[j]), int(offsets[j + 1])
+        return bytes(data[start:end]).decode("utf-8") if end > start and data is not None else ""
 
 
 @dataclass
 class SourceData:
     spec: SourceSpec
-    tokens_path: Path
+    tokens_path: Path | None = None
     lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint32))
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     ids: _Blobs | None = None
     texts: _Blobs | None = None
     rejects: dict[str, int] = field(default_factory=dict)
-    tokens: np.memmap | None = None
+    tokens: list[np.memmap | None] = field(default_factory=list)  # per tokenized shard
+    parts: _Parts = field(default_factory=lambda: _Parts([0]))
 
     def doc_tokens(self, i: int) -> np.ndarray:
-        assert self.tokens is not None
-        return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+        p, _ = self.parts.locate(i)
+        tokens = self.tokens[p]
+        assert tokens is not None
+        base = int(self.offsets[self.parts.first[p]])
+        return tokens[int(self.offsets[i]) - base : int(self.offsets[i + 1]) - base]
 
 
 def source_files(path: str, full: bool = False, allow_partial: bool = False,
@@ -380,36 +407,43 @@ def _run_digest(path: str) -> str | None:
     return _hash(json.dumps(shas))
 
 
-def tokenize_source(spec: SourceSpec, encoder: Encoder, tokenizer: TargetTokenizer, work: Path,
-                    keep_texts: bool, rejects_log: IO[str],
-                    batch_docs: int = 512, files: list | None = None) -> SourceData:  # fmt: skip
-    if files is None:
-        files = [f for p in spec.paths for f in source_files(p)]
-    checked = {str(f) for p in spec.paths if (Path(p) / MANIFEST).is_file() for f in files}
-    reader = CorpusReader(
-        files, spec.text_field, spec.id_field, spec.response_field, reject_duplicate_ids=False
-    )
-    name = safe_name(spec.name, "source name")  # and each path is checked to stay in `work`
-    data = SourceData(spec, inside(work, f"{name}.tokens"))
-    data.ids = _Blobs(inside(work, f"{name}.ids"))
-    data.texts = _Blobs(inside(work, f"{name}.texts")) if keep_texts else None
+TOKENS = f"{SCRATCH_DIR}/tokens"  # tokenized shards: part-00000.{tokens,lengths,ids,ids.idx,...}
+
+
+def tokenize_shard(spec: SourceSpec, path: Any, checked: bool, encoder: Encoder, tokenizer: TargetTokenizer,
+                   out: OutputDir, index: int, keep_texts: bool, batch_docs: int = 512
+                   ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:  # fmt: skip
+    """Tokenize one input file of `spec` into out/.work/tokens/part-<index>.*; returns the files'
+    records and counts (documents, tokens, rejected.<reason>). `checked`: the file is a shard of
+    one of our runs, so an unreadable one is damage, not a reject."""
+    reader = CorpusReader([path], spec.text_field, spec.id_field, spec.response_field,
+                          reject_duplicate_ids=False)  # fmt: skip
+    folder = out.root / TOKENS
+    make_folder(folder)
+    final = {name: folder / f"part-{index:05d}.{name}" for name in
+             ("tokens", "lengths", "ids", "ids.idx", "texts", "texts.idx", "rejects.jsonl")}  # fmt: skip
+    tmp = {name: p.with_name(f".{p.name}.{os.getpid()}.tmp") for name, p in final.items()}
+    ids = _BlobWriter(tmp["ids"])
+    texts = _BlobWriter(tmp["texts"]) if keep_texts else None
+    rejects_log = open(tmp["rejects.jsonl"], "w")
+    counts: dict[str, int] = {}
     lengths = array("I")
 
     def batches() -> Iterator[list[str]]:
         batch: list[str] = []
         for item in reader:
             if isinstance(item, Reject):
-                if item.reason == "unreadable_file" and item.source.split(":")[0] in checked:
+                if item.reason == "unreadable_file" and checked:
                     raise DamagedData(f"{item.source} cannot be read ({item.detail}); rerun the command "
                                       "that wrote it")  # fmt: skip
-                data.rejects[item.reason] = data.rejects.get(item.reason, 0) + 1
+                counts[f"rejected.{item.reason}"] = counts.get(f"rejected.{item.reason}", 0) + 1
                 line = json.dumps({**item.to_dict(), "source_name": spec.name}) + "\n"
-                _write_to(rejects_log, line, Path(getattr(rejects_log, "name", work / "rejects.jsonl")))
+                _write_to(rejects_log, line, final["rejects.jsonl"])
                 continue
             assert isinstance(item, Document)
-            data.ids.append(item.id)
-            if data.texts is not None:
-                data.texts.append(item.text)
+            ids.append(item.id)
+            if texts is not None:
+                texts.append(item.text)
             batch.append(tokenizer.wrap(item.text))
             if len(batch) == batch_docs:
                 yield batch
@@ -417,19 +451,34 @@ def tokenize_source(spec: SourceSpec, encoder: Encoder, tokenizer: TargetTokeniz
         if batch:
             yield batch
 
-    with open(data.tokens_path, "wb") as out:
-        for flat, lens in encoder.map(batches()):
-            _write_to(out, flat, data.tokens_path)
-            lengths.frombytes(lens)
-    data.lengths = np.frombuffer(lengths.tobytes(), dtype=np.uint32).copy()
-    data.offsets = np.zeros(len(data.lengths) + 1, dtype=np.int64)
-    np.cumsum(data.lengths, out=data.offsets[1:])
-    data.ids.freeze()
-    if data.texts is not None:
-        data.texts.freeze()
-    if data.offsets[-1]:
-        data.tokens = np.memmap(data.tokens_path, dtype=np.uint32, mode="r")
-    return data
+    try:
+        with open(tmp["tokens"], "wb") as handle:
+            for flat, lens in encoder.map(batches()):
+                _write_to(handle, flat, final["tokens"])
+                lengths.frombytes(lens)
+        for blob in (ids, texts):
+            if blob is not None:
+                blob.handle.close()
+        rejects_log.close()
+        extra = {"lengths": lengths.tobytes(), "ids.idx": ids.offsets.tobytes()}
+        if texts is not None:
+            extra["texts.idx"] = texts.offsets.tobytes()
+        for name, data in extra.items():
+            with open(tmp[name], "wb") as handle:
+                _write_to(handle, data, final[name])
+        n = len(lengths)
+        rows = {"tokens": int(sum(lengths)), "lengths": n, "ids": n, "ids.idx": n + 1, "texts": n,
+                "texts.idx": n + 1, "rejects.jsonl": sum(counts.values())}  # fmt: skip
+        names = [k for k in final if (k not in ("texts", "texts.idx") or keep_texts)]
+        files = dict(commit_file(out.root, tmp[k], final[k], rows[k]) for k in names)
+    finally:
+        rejects_log.close()
+        for blob in (ids, texts):
+            if blob is not None:
+                blob.handle.close()
+        for t in tmp.values():
+            t.unlink(missing_ok=True)
+    return files, {"documents": len(lengths), "tokens": rows["tokens"], **counts}
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -533,9 +582,19 @@ def pack(docs: Iterator[np.ndarray], seq_len: int, carry: np.ndarray | None = No
 
 
 def run_mix(
-    config: MixConfig, log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)
+    config: MixConfig,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    num_workers: int = 1,
+    worker_index: int = 0,
+    executor: str = "local",
+    ray_workers: int | None = None,
 ) -> dict[str, Any]:
-    """Build the training corpus described by `config` in `config.output`; returns the manifest."""
+    """Build the training corpus described by `config` in `config.output`; returns the manifest.
+
+    Each input file of each source is tokenized as one executor shard (out/.work/tokens, with a
+    completion marker), so a crash, or static workers (`num_workers`/`worker_index`), or Ray
+    (`executor="ray"`) redo nothing finished; when every shard is done the plan, shuffle and
+    write run once, from the shards, to the same bytes as an uninterrupted run."""
     if config.format not in MIX_FORMATS:
         raise UsageError(f"unknown --format {config.format!r}; choose one of {', '.join(MIX_FORMATS)}")
     if config.pack and config.format not in PACKABLE:
@@ -544,6 +603,7 @@ def run_mix(
         )
     if config.seq_len < 1 or config.shard_tokens < 1:
         raise UsageError("--seq-len and --shard-tokens must be positive")
+    check_worker(num_workers, worker_index)
     names = [s.name for s in config.sources]
     if len(set(names)) != len(names):
         raise UsageError(f"source names must be unique, got {names}")
@@ -553,17 +613,15 @@ def run_mix(
     # Fails early, with the path, if an input is missing, empty, unfinished or damaged.
     inputs = {p: source_files(p, False, config.allow_partial, log) for s in config.sources for p in s.paths}
     tokenizer = TargetTokenizer.load(config.tokenizer, config.bos_text, config.eos_text)
-    settings = {**asdict(config), "tokenizer_hash": _hash(tokenizer.json), "inputs": _input_identity(config)}
-    for key in ("overwrite", "workers", "verify", "rebuild", "allow_partial"):  # none changes the output
-        settings.pop(key)
+    settings = mix_settings(config, tokenizer)
     out = OutputDir(config.output, config.format)
-    with out.locked():
+    with out.locked(lock_name(num_workers, worker_index)):
         try:
-            manifest = out.open_run(settings, config.overwrite)
+            manifest = out.open_run(settings, config.overwrite, "mix")
         except SettingsChanged:
             if not config.rebuild:
                 raise
-            manifest = out.open_run(settings, overwrite=True)
+            manifest = out.open_run(settings, overwrite=True, stage="mix")
         runs = {p: d for p in inputs if (d := _run_digest(p)) is not None}
         raw = [f for p, files in inputs.items() if p not in runs for f in files]
         manifest = check_inputs(out, manifest, raw, settings, config.verify, config.rebuild)
@@ -574,7 +632,7 @@ def run_mix(
                                   "to recompute the mix, or --overwrite", str(out.root),
                                   f"input {changed[0]}")  # fmt: skip
         if changed:
-            manifest = out.open_run(settings, overwrite=True)
+            manifest = out.open_run(settings, overwrite=True, stage="mix")
         if manifest.get("complete"):
             log(f"{out.root}: mix already complete, nothing to do")
             return manifest
@@ -582,18 +640,25 @@ def run_mix(
         inputs = {p: source_files(p, True, config.allow_partial) if p in runs else files
                   for p, files in inputs.items()}  # fmt: skip
         manifest["input_runs"] = runs
-        for stale in ("data", "hf", ".work"):
-            shutil.rmtree(out.root / stale, ignore_errors=True)
-        work = out.root / ".work"
-        work.mkdir(parents=True)
-        try:
-            result = _mix(config, tokenizer, out, work, log, inputs)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        manifest.update(result)
-        manifest["complete"] = True
-        out.write_manifest(manifest)
-    return manifest
+    from .mix_stage import MixStage
+
+    stage = MixStage(config, tokenizer, out, manifest, inputs, log)
+    try:
+        if executor == "ray":
+            from .executor.ray import execute_ray
+
+            return execute_ray(stage, ray_workers, progress=False, log=log)
+        return execute(stage, num_workers, worker_index, False, None, log)
+    except DiskFull:
+        shutil.rmtree(out.root / SCRATCH_DIR, ignore_errors=True)  # free what we took
+        raise
+
+
+def mix_settings(config: MixConfig, tokenizer: TargetTokenizer) -> dict[str, Any]:
+    settings = {**asdict(config), "tokenizer_hash": _hash(tokenizer.json), "inputs": _input_identity(config)}
+    for key in ("overwrite", "workers", "verify", "rebuild", "allow_partial"):  # none changes the output
+        settings.pop(key)
+    return settings
 
 
 def _input_identity(config: MixConfig) -> list[dict[str, Any]]:
@@ -616,29 +681,15 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _mix(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDir, work: Path,
-         log: Callable[[str], None], inputs: dict[str, list] | None = None) -> dict[str, Any]:  # fmt: skip
-    keep_texts = config.format in ("jsonl", "parquet")
-    encoder = Encoder(tokenizer, config.workers)
-    rejects_path = work / "rejects.jsonl"
-    try:
-        with open(rejects_path, "w") as rejects_log:
-            resolved = inputs or {}
-            files = {s.name: [f for p in s.paths for f in resolved[p]] for s in config.sources if resolved}
-            data = [
-                tokenize_source(s, encoder, tokenizer, work, keep_texts, rejects_log, files=files.get(s.name))
-                for s in config.sources
-            ]
-    finally:
-        encoder.close()
+def _plan_and_write(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDir, data: list[SourceData],
+                    log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
+    """Plan every source's share, shuffle, write the output; returns the manifest's figures."""
     plans = plan(data, config.seed, config.upsample)
     source_of = np.concatenate([np.full(len(p.selected), i, dtype=np.int16) for i, p in enumerate(plans)])
     doc_of = np.concatenate([p.selected for p in plans])
     order = np.random.default_rng(config.seed).permutation(len(doc_of))
     dtype = token_dtype(tokenizer.vocab_size)
     shards, dropped = _write(config, data, source_of[order], doc_of[order], dtype, out)
-    if rejects_path.stat().st_size:
-        os.replace(rejects_path, out.root / "rejects.jsonl")
     sources = []
     anchor_tokens = None
     for d, p in zip(data, plans):

@@ -35,7 +35,8 @@ REJECTS = "rejects.jsonl"
 DATA_DIR = "data"
 REJECTS_DIR = "rejects"
 SHARDS_DIR = "shards"  # one completion marker per shard: shards/part-00000.json
-OUR_NAMES = (MANIFEST, SUMMARY, REJECTS, DATA_DIR, REJECTS_DIR, SHARDS_DIR, ".lock")
+SCRATCH_DIR = ".work"  # mix: tokenized shards until the mix is written
+OUR_NAMES = (MANIFEST, SUMMARY, REJECTS, DATA_DIR, REJECTS_DIR, SHARDS_DIR, SCRATCH_DIR, ".lock")
 FORMATS = ("parquet", "jsonl")
 MANIFEST_VERSION = 1
 
@@ -83,16 +84,10 @@ def arrow_schema(keep_generation: bool) -> Any:
 
 def encode_entries(entries: Sequence[Entry], fmt: str, keep_generation: bool) -> bytes:
     """The bytes of one data shard; the same entries always give the same bytes."""
-    rows = [entry_to_dict(e, keep_generation) for e in entries]
-    if fmt == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from .io import encode_rows
 
-    table = pa.Table.from_pylist(rows, schema=arrow_schema(keep_generation))
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue().to_pybytes()
+    rows = [entry_to_dict(e, keep_generation) for e in entries]
+    return encode_rows(rows, fmt, arrow_schema(keep_generation) if fmt != "jsonl" else None)
 
 
 def encode_rejects(rejects: Iterable[Reject]) -> bytes:
@@ -122,8 +117,12 @@ def inside(root: Path, name: str) -> Path:
     return path
 
 
+class DiskFull(UsageError):
+    """No space left on the device while writing."""
+
+
 def disk_full(path: Path, nbytes: int) -> UsageError:
-    return UsageError(f"no space left on device writing {path} ({nbytes:,} bytes to write); "
+    return DiskFull(f"no space left on device writing {path} ({nbytes:,} bytes to write); "
                       "free some space or choose another output folder")  # fmt: skip
 
 
@@ -158,6 +157,25 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def commit_file(root: Path, tmp: Path, path: Path, rows: int | None = None) -> tuple[str, dict[str, Any]]:
+    """Move `tmp` (a finished, closed temporary file, streamed by its writer) into place as
+    `path`, durably; returns (path relative to root, its record) as `write_recorded` does."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    st = path.stat()
+    record = {"bytes": st.st_size, "sha256": sha256_file(path), "rows": rows, "mtime_ns": st.st_mtime_ns}
+    return path.relative_to(root).as_posix(), record
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -414,6 +432,28 @@ def check_inputs(out: OutputDir, manifest: dict[str, Any], files: Sequence[Any],
     return manifest
 
 
+STAGES = ("synthesize", "templify", "mix")
+
+
+def stage_of(manifest: Mapping[str, Any] | None) -> str | None:
+    """Which stage wrote the folder of `manifest`: its "stage", or for folders written before
+    manifests named it, a guess from its settings; None if it is no stage's manifest."""
+    if not isinstance(manifest, Mapping):
+        return None
+    if manifest.get("stage") in STAGES:
+        return manifest["stage"]
+    settings = manifest.get("settings")
+    if not isinstance(settings, Mapping):
+        return None
+    if "rounds" in settings:
+        return "synthesize"
+    if "templates" in settings:
+        return "templify"
+    if "tokenizer_hash" in settings or "sources" in settings:
+        return "mix"
+    return None
+
+
 def is_run_folder(path: Path) -> bool:
     """Whether `path` is an output folder of ours (holds our manifest.json)."""
     manifest = read_json_or_none(path / MANIFEST)
@@ -492,8 +532,11 @@ class OutputDir:
                 raise UsageError(f"another instructpt run is writing to {self.root}") from None
             yield
 
-    def open_run(self, settings: Mapping[str, Any], overwrite: bool) -> dict[str, Any]:
+    def open_run(
+        self, settings: Mapping[str, Any], overwrite: bool, stage: str | None = None
+    ) -> dict[str, Any]:
         """The manifest to continue: the existing one if `settings` match, else a new one.
+        `stage` (the stage writing the folder) is recorded as the manifest's "stage".
 
         A folder holding a run with other settings, or files that are not ours, is refused
         unless `overwrite` (which removes what an earlier run wrote, nothing else).
@@ -522,12 +565,16 @@ class OutputDir:
         if manifest is None:
             manifest = {
                 "format_version": MANIFEST_VERSION,
+                **({"stage": stage} if stage else {}),
                 "instructpt": __version__,
                 "fingerprint": fingerprint,
                 "settings": dict(settings),
                 "complete": False,
                 "shards": {},
             }
+            self.write_manifest(manifest)
+        elif stage and manifest.get("stage") != stage:
+            manifest["stage"] = stage
             self.write_manifest(manifest)
         return manifest
 
@@ -540,7 +587,9 @@ class OutputDir:
         A pid reused by an unrelated process therefore does not keep a stale file forever.
         """
         holders = _lock_holders(self.root)
-        for folder in (self.root, self.root / DATA_DIR, self.root / REJECTS_DIR, self.root / SHARDS_DIR):
+        folders = (self.root, self.root / DATA_DIR, self.root / REJECTS_DIR, self.root / SHARDS_DIR,
+                   self.root / SCRATCH_DIR / "tokens")  # fmt: skip
+        for folder in folders:
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
                     pid = tmp.name.rsplit(".", 2)[-2]

@@ -14,6 +14,7 @@ This module knows nothing about files, shards or resumption; it turns a list of
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -242,11 +243,13 @@ def _build_round(
     contexts = [0] * len(members)
     candidates = [(i, ctx) for i in range(len(members)) if (ctx := _context_of(chains[i], r))]
     texts = [build_prompt(members[i][0].text, [(e.text, e.pairs) for e in ctx]) for i, ctx in candidates]
-    if tokenizer.splits_at_bos_eos:
-        missing = {id(e): e for _, ctx in candidates for e in ctx if id(e) not in example_ids}
-        fresh = tokenizer.encode_batch([serialize_example(e.text, e.pairs) for e in missing.values()])
-        example_ids.update(zip(missing, fresh))
-        encoded = [[t for e in ctx for t in example_ids[id(e)]] + prompt_ids[i] for i, ctx in candidates]
+    if tokenizer.splits_at_bos_eos:  # (in batches, shared ints, one candidate at a time: memory)
+        missing = list({id(e): e for _, ctx in candidates for e in ctx if id(e) not in example_ids}.items())
+        for start in range(0, len(missing), _PIECE_BATCH):
+            batch = missing[start : start + _PIECE_BATCH]
+            fresh = tokenizer.encode_batch([serialize_example(e.text, e.pairs) for _, e in batch])
+            example_ids.update((key, _shared(ids)) for (key, _), ids in zip(batch, fresh))
+        encoded = ([t for e in ctx for t in example_ids[id(e)]] + prompt_ids[i] for i, ctx in candidates)
     else:
         encoded = tokenizer.encode_batch(texts)
     for (i, ctx), text, ids in zip(candidates, texts, encoded):
@@ -268,6 +271,7 @@ _PARAGRAPH = re.compile(r"\n\s*\n")
 _LINE = re.compile(r"\n")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _SPACE = re.compile(r"\s+")
+_BOUNDARIES = (_PARAGRAPH, _LINE, _SENTENCE, _SPACE)
 
 
 # Long documents are handled in bounded character windows, never tokenized whole (a 50 MB line
@@ -281,6 +285,14 @@ _MARGIN_TOKENS = 64
 _PROBE_WINDOWS = 4
 # Pieces of one long document tokenized at a time (memory is bounded by this, not the document).
 _PIECE_BATCH = 64
+# With token offsets, a long document is tokenized once as a stream of chunks of this many
+# characters (tokenizers slow down on much longer strings), overlapping by this many; a piece's
+# first characters (a probe, less its last few, which the closing tag may change) align it.
+_CHUNK_CHARS = 32_768
+_CHUNK_OVERLAP = 1024
+_PROBE_CHARS = 64
+_PROBE_MAX_CHARS = 4096
+_PROBE_TAIL_TOKENS = 8
 
 
 def _window_chars(budget: int) -> int:
@@ -337,12 +349,23 @@ def fit_documents(
         for start in range(0, len(pieces), _PIECE_BATCH):  # pieces the split did not tokenize as such
             batch = pieces[start : start + _PIECE_BATCH]
             missing = iter(tokenizer.encode_batch([reading_material(p) for p, ids in batch if ids is None]))
-            batch_ids = [ids if ids is not None else next(missing) for _, ids in batch]
+            batch_ids = [ids if ids is not None else _shared(next(missing)) for _, ids in batch]
             for k, ((piece, _), p_ids) in enumerate(zip(batch, batch_ids), start):
                 part = Document(entry_id(doc.id, k), piece, doc.source, doc_id=doc.doc_id, part=k,
                                 n_parts=len(pieces))  # fmt: skip
                 fitted.append((part, p_ids))
     return fitted
+
+
+_INTS: list[int] = []  # one int object per token id, shared by every list of ids made here
+
+
+def _shared(ids: list[int]) -> list[int]:
+    """`ids` with shared int objects: a long document's parts hold millions of ids at once, and a
+    fresh int per id costs 36 bytes where a shared one costs the list's 8."""
+    if ids and (top := max(ids)) >= len(_INTS):
+        _INTS.extend(range(len(_INTS), top + 1))
+    return list(map(_INTS.__getitem__, ids))
 
 
 def _replace(doc: Document, text: str, truncated: bool, new_id: str | None = None) -> Document:
@@ -380,17 +403,21 @@ def _split(text: str, tokenizer: Tokenizer, budget: int, first_only: bool = Fals
     Each piece is the longest prefix that fits, pulled back to the last paragraph
     break, else line break, else sentence end, else whitespace in its second half.
 
-    Only a window of characters after the current position is ever tokenized: a window
-    that holds more than budget + margin tokens settles where the budget runs out (with
-    token offsets) or bounds the binary search (without), exactly as tokenizing the whole
-    rest would. Work is linear in `len(text)`; memory is a window plus the pieces.
-    Each piece comes with its reading-material ids when they were computed on the way.
+    With token offsets, the text is tokenized once, in chunks, as a stream of token starts
+    (`_OffsetStream`); where the budget runs out in a piece's own tokens is read off that
+    stream (aligned with a short probe of the piece), the boundary cut is taken from there and
+    only the piece to emit is tokenized on its own, to check it fits (stepping back when it
+    does not) and to give its ids. About two characters are tokenized per character of text.
+    Without offsets, a window that holds more than budget + margin tokens bounds a binary
+    search, exactly as tokenizing the whole rest would. Work is linear in `len(text)`; memory
+    is a chunk plus the pieces. Each piece comes with its reading-material ids when they were
+    computed on the way.
     """
     last: list = [None, None]  # the last text measured and its ids
 
     def n_tokens(piece: str) -> int:
         if piece != last[0]:
-            last[:] = piece, tokenizer.encode(reading_material(piece))
+            last[:] = piece, _shared(tokenizer.encode(reading_material(piece)))
         return len(last[1])
 
     def add(piece: str) -> None:
@@ -405,26 +432,29 @@ def _split(text: str, tokenizer: Tokenizer, budget: int, first_only: bool = Fals
     end = len(text.rstrip())
     lead = len(reading_material("")) - len(f" {CON_CLOSE}\n\n")  # characters before the text
     overhead = len(tokenizer.encode(reading_material("")))
+    target = max(0, budget - overhead - 2)  # the own token where the budget runs out, about
     with_offsets = tokenizer.char_offsets("") is not None
+    stream = _OffsetStream(text, end, tokenizer) if with_offsets else None
     size = _window_chars(budget)
     while start < end:
-        if with_offsets:
-            while True:  # offsets of a window's tokens, grown until it holds budget + margin
-                stop = min(end, start + size)
-                offsets = tokenizer.char_offsets(reading_material(text[start:stop])) or []
-                if stop == end or len(offsets) > budget + _MARGIN_TOKENS:
-                    break
-                size *= 2
-            if stop == end and len(offsets) <= budget:
+        if stream is not None:
+            lo = _estimate_cut(text, start, end, tokenizer, stream, budget, target, lead, fits)
+            if lo is None:  # the rest, measured on its own, fits
                 add(text[start:end])
                 break
-            # Where the budget runs out, by the tokens' own character spans; then step back
-            # until the prefix, tokenized on its own, fits (boundary merges can differ).
-            lo = min(end - start, max(1, offsets[max(0, budget - overhead - 2)][0] - lead))
-            while lo > 1 and not fits(text[start : start + lo]):
-                lo = max(1, lo - max(1, lo // 50))
-            if not fits(text[start : start + lo]):
-                lo = 0
+            if lo == 0:  # no estimate from the stream: the piece's own window, as before
+                while True:  # offsets of a window's tokens, grown until it holds budget + margin
+                    stop = min(end, start + size)
+                    offsets = tokenizer.char_offsets(reading_material(text[start:stop])) or []
+                    if stop == end or len(offsets) > budget + _MARGIN_TOKENS:
+                        break
+                    size *= 2
+                if stop == end and len(offsets) <= budget:
+                    add(text[start:end])
+                    break
+                lo = min(end - start, max(1, offsets[target][0] - lead))
+                size = lo + lo // 4 + 512  # the next window: a bit more than a budget of tokens took here
+            cut = _boundary_cut(text, start, lo, fits, budget)
         else:  # no offsets: measure, then search
             while start + size < end and n_tokens(text[start : start + size]) <= budget + _MARGIN_TOKENS:
                 size *= 2
@@ -436,21 +466,128 @@ def _split(text: str, tokenizer: Tokenizer, budget: int, first_only: bool = Fals
                 lo = _longest_fitting_prefix(rest, fits)
             else:
                 lo = _longest_fitting_prefix(_Prefixes(text, start, end), fits, known_too_long=size)
-        if lo == 0:
-            raise UsageError(f"the prompt budget of {budget} tokens cannot hold any text")
-        cut = lo
-        for pattern in (_PARAGRAPH, _LINE, _SENTENCE, _SPACE):
-            ends = [m.start() - start for m in pattern.finditer(text, start + lo // 2, start + lo)]
-            if ends and text[start : start + ends[-1]].strip() and fits(text[start : start + ends[-1]]):
-                cut = ends[-1]
-                break
+            if lo == 0:
+                raise UsageError(f"the prompt budget of {budget} tokens cannot hold any text")
+            cut = lo
+            for pattern in _BOUNDARIES:
+                ends = [m.start() - start for m in pattern.finditer(text, start + lo // 2, start + lo)]
+                if ends and text[start : start + ends[-1]].strip() and fits(text[start : start + ends[-1]]):
+                    cut = ends[-1]
+                    break
+            size = lo + lo // 4 + 512  # the next window: a bit more than a budget of tokens took here
         add(text[start : start + cut].strip())
         if first_only:
             break
-        size = lo + lo // 4 + 512  # the next window: a bit more than a budget of tokens took here
         following = _NON_SPACE.search(text, start + cut, end)
         start = following.start() if following else end
     return [(p, ids) for p, ids in pieces if p]
+
+
+def _boundary_cut(text: str, start: int, lo: int, fits, budget: int) -> int:
+    """Where to end the piece at `start` given `lo`, an estimate of its longest fitting prefix:
+    the last boundary of the best kind in `[lo // 2, lo)`, else `lo`; the piece, stripped as it
+    is emitted, is checked to fit. Only when a boundary piece does not fit is `lo` itself
+    checked: if it fits, the next kind of boundary is tried, else `lo` steps back by 2% and the
+    search starts again (the order of the old code, which checked `lo` first)."""
+    while True:
+        lo_fits = None
+        for pattern in _BOUNDARIES:
+            ends = [m.start() - start for m in pattern.finditer(text, start + lo // 2, start + lo)]
+            if not ends or not (piece := text[start : start + ends[-1]].strip()):
+                continue
+            if fits(piece):
+                return ends[-1]
+            if lo_fits is None:
+                lo_fits = fits(text[start : start + lo].strip())
+            if not lo_fits:
+                break
+        else:
+            if lo_fits or (lo_fits is None and fits(text[start : start + lo].strip())):
+                return lo
+        if lo <= 1:
+            raise UsageError(f"the prompt budget of {budget} tokens cannot hold any text")
+        lo = max(1, lo - max(1, lo // 50))
+
+
+def _estimate_cut(text: str, start: int, end: int, tokenizer: Tokenizer, stream: _OffsetStream,
+                  budget: int, target: int, lead: int, fits) -> int | None:  # fmt: skip
+    """The start (relative to `start`) of token `target` of the piece's own reading material,
+    read off the token stream: the piece's first characters are tokenized on their own (a
+    probe, longer while it finds nothing), and the first token start after its first word that
+    the stream shares aligns the two (tokenization is local: away from the piece's start both
+    cut the text alike). None when the rest of the text, measured on its own, fits; 0 when
+    there is no estimate (the caller then tokenizes the piece's own window)."""
+    chars = _PROBE_CHARS
+    while True:
+        probe_end = min(end, start + chars)
+        whole = probe_end == end
+        probe = tokenizer.char_offsets(reading_material(text[start:probe_end])) or []
+        if whole and len(probe) <= budget:
+            return None if fits(text[start:end]) else 0
+        reliable = len(probe) if whole else len(probe) - _PROBE_TAIL_TOKENS  # the closing tag may merge
+        if target < reliable:
+            return min(end - start, max(1, probe[target][0] - lead))
+        for k in range(max(0, reliable)):
+            q = probe[k][0] - lead  # the probe token's start, relative to `start`
+            if q <= 0 or (i := stream.index(start + q)) is None:
+                continue
+            j = i + target - k  # the stream's token where the budget runs out
+            stream.cover(j + _MARGIN_TOKENS)
+            if j + _MARGIN_TOKENS >= len(stream.starts) and stream.covered == end:  # the rest may fit
+                if fits(text[start:end]):
+                    return None
+                if j >= len(stream.starts):
+                    return 0
+            return min(end - start, max(1, stream.starts[j] - start))
+        if whole or chars >= _PROBE_MAX_CHARS:
+            return 0
+        chars *= 4
+
+
+class _OffsetStream:
+    """Start positions in `text` of the tokens of the text, from a position on: the text is
+    tokenized in chunks of `_CHUNK_CHARS` characters that overlap by `_CHUNK_OVERLAP`, spliced at
+    a token start both chunks share in the second half of the overlap. Tokenization is local,
+    so away from its first words these are the token starts of any window of the text."""
+
+    def __init__(self, text: str, end: int, tokenizer: Tokenizer) -> None:
+        self.text, self.end, self.tokenizer = text, end, tokenizer
+        self.starts: list[int] = []
+        self.covered = 0  # characters tokenized so far (the end of the last chunk)
+
+    def index(self, pos: int) -> int | None:
+        """The index in `starts` of the first token starting at `pos`; None if none does."""
+        if not self.starts or pos < self.starts[0] or pos > self.covered:  # (re)start before `pos`
+            self.starts, self.covered = [], max(0, pos - _CHUNK_OVERLAP)
+        while self.covered < self.end and (not self.starts or self.starts[-1] < pos + _CHUNK_OVERLAP):
+            self._extend()
+        passed = bisect_left(self.starts, pos - _CHUNK_OVERLAP)
+        if passed > 4096:  # forget the tokens the pieces have passed
+            del self.starts[:passed]
+        i = bisect_left(self.starts, pos)
+        return i if i < len(self.starts) and self.starts[i] == pos else None
+
+    def cover(self, n: int) -> None:
+        """Tokenize on until the stream holds `n` tokens or reaches the end."""
+        while len(self.starts) < n and self.covered < self.end:
+            self._extend()
+
+    def _extend(self) -> None:
+        b0 = max(0, self.covered - _CHUNK_OVERLAP) if self.starts else self.covered
+        b1 = min(self.end, b0 + _CHUNK_CHARS)
+        new = [b0 + a for a, _ in self.tokenizer.char_offsets(self.text[b0:b1]) or []]
+        self.covered = b1
+        if not self.starts:
+            self.starts = new
+            return
+        splice = b0 + _CHUNK_OVERLAP // 2
+        k = bisect_left(new, splice)
+        for m in range(k, len(new)):
+            i = bisect_left(self.starts, new[m])
+            if i < len(self.starts) and self.starts[i] == new[m]:
+                k = m
+                break
+        self.starts[bisect_left(self.starts, new[k] if k < len(new) else b1) :] = new[k:]
 
 
 class _Prefixes:

@@ -40,32 +40,22 @@ def run_pipeline(config: RunConfig, rebuild: bool = False, progress: bool | None
                  log: Callable[[str], None] = _stderr, verify: bool = False) -> dict[str, Any]:  # fmt: skip
     """Run every configured stage; returns {stage: summary}. `verify`: hash every finished file
     instead of trusting size + mtime."""
-    from .engines.registry import EngineOptions, create_engine, engine_specs, resolve_engine_name
-    from .errors import MissingExtraError
-    from .mix import MixConfig, SourceSpec, domain_recipe, run_mix, scratch_recipe
-    from .pipeline import SynthesisConfig, run_synthesis
-    from .rounds import RoundSettings
+    from .engines.registry import create_engine
+    from .mix import run_mix
+    from .pipeline import run_synthesis
     from .templify_run import run_templify
 
     work = Path(config.workdir)
     paths = {"synthesize": work / "synthesized", "templify": work / "augmented", "mix": work / "train"}
     s = config.synthesize
-    engine_name = resolve_engine_name(s.engine)
-    if missing := engine_specs()[engine_name].missing():
-        raise MissingExtraError(f"the {engine_name} engine", engine_specs()[engine_name].extra, missing[0])
-    options = EngineOptions(model=s.model, tokenizer=s.tokenizer, max_model_len=s.max_model_len,
-                            dtype=s.dtype, device=s.device, max_batch_tokens=s.max_batch_tokens)  # fmt: skip
+    spec = s.engine_spec()  # `auto` resolved, the extra installed
+    options = s.options_for(spec)  # validated before any stage runs
     results: dict[str, Any] = {}
 
     def synthesize(overwrite: bool) -> Any:
-        cfg = SynthesisConfig(
-            inputs=s.inputs, output=str(paths["synthesize"]), model=s.model, engine=engine_name,
-            tokenizer=s.tokenizer, text_field=s.text_field, id_field=s.id_field, shard_size=s.shard_size,
-            limit=s.limit, format=s.format, max_model_len=s.max_model_len, overwrite=overwrite or rebuild,
-            verify=verify, rebuild=rebuild, max_doc_chars=s.max_doc_chars,
-            rounds=RoundSettings(s.rounds, s.max_new_tokens, s.long_docs, s.keep_generations),
-        )  # fmt: skip
-        return run_synthesis(cfg, lambda: create_engine(engine_name, options), progress=progress, log=log)
+        cfg = s.synthesis_config(spec.name, str(paths["synthesize"]), overwrite=overwrite or rebuild,
+                                 verify=verify, rebuild=rebuild)  # fmt: skip
+        return run_synthesis(cfg, lambda: create_engine(spec.name, options), progress=progress, log=log)
 
     log(f"== synthesize -> {paths['synthesize']}")
     results["synthesize"] = _stage("synthesize", synthesize, rebuild, log)
@@ -79,28 +69,13 @@ def run_pipeline(config: RunConfig, rebuild: bool = False, progress: bool | None
     )  # fmt: skip
     if config.mix is not None:
         m = config.mix
-        augmented = [str(paths["templify"])]
-        if m.recipe == "scratch":
-            if not m.raw:
-                raise UsageError("mix.recipe scratch needs mix.raw (the unchanged raw texts)")
-            sources = scratch_recipe(augmented, m.raw, m.text_field)
-        elif m.recipe == "domain":
-            if not m.general:
-                raise UsageError("mix.recipe domain needs mix.general (general instruction data)")
-            sources = domain_recipe(augmented, m.general, m.ratio, m.question_field, m.response_field)
-        else:
-            sources = [SourceSpec("augmented", augmented, m.augmented_weight)]
-            sources += [SourceSpec(**src.model_dump()) for src in m.sources]
+        sources = m.recipe_sources([str(paths["templify"])])
         log(f"== mix -> {paths['mix']}")
 
         def mix(overwrite: bool) -> Any:
-            cfg = MixConfig(
-                sources=sources, output=str(paths["mix"]), tokenizer=m.tokenizer, recipe=m.recipe,
-                format=m.format, seq_len=m.seq_len, pack=m.pack, seed=m.seed, upsample=m.upsample,
-                workers=m.workers, shard_tokens=m.shard_tokens, bos_text=m.bos_text, eos_text=m.eos_text,
-                overwrite=overwrite, verify=verify,
-            )  # fmt: skip
-            return run_mix(cfg, log=log)
+            return run_mix(
+                m.mix_config(sources, str(paths["mix"]), overwrite=overwrite, verify=verify), log=log
+            )
 
         results["mix"] = _stage("mix", mix, True, log)
     return results

@@ -11,20 +11,23 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .executor import BaseStage, ShardResult, check_worker, execute, lock_name
+from .io import encode_rows, read_rows
 from .output import (
     FORMATS,
     MANIFEST,
     SUMMARY,
     OutputDir,
+    check_run,
     marker_files,
-    marker_problem,
     read_json_or_none,
     read_verified,
+    stage_of,
     write_json,
     write_recorded,
 )
@@ -34,33 +37,24 @@ from .templify import AugmentedText, TemplifyStats, templify
 def read_records(path: Any, data: bytes | None = None) -> list[dict[str, Any]]:
     """The rows of one synthesize data shard (Parquet or JSONL); from `data` (the file's bytes,
     already read and checked) when given."""
-    path = Path(path)
-    if data is None:
-        data = path.read_bytes()
-    if path.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        columns = ["id", "text", "pairs", "chain_id", "round", "inherits"]
-        return pq.read_table(pa.BufferReader(data), columns=columns).to_pylist()
-    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+    return read_rows(path, data, columns=RECORD_COLUMNS)
 
 
-def encode_texts(texts: list[AugmentedText], fmt: str) -> bytes:
-    rows = [t.to_dict() for t in texts]
-    if fmt == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+RECORD_COLUMNS = ["id", "text", "pairs", "chain_id", "round", "inherits"]
+
+
+def texts_schema() -> Any:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    schema = pa.schema(
+    return pa.schema(
         [("id", pa.string()), ("text", pa.string()), ("source_ids", pa.list_(pa.string())),
          ("n_shots", pa.int32()), ("n_pairs", pa.int32()), ("mode", pa.string()),
          ("templates", pa.list_(pa.string()))]
     )  # fmt: skip
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink, compression="zstd")
-    return sink.getvalue().to_pybytes()
+
+
+def encode_texts(texts: list[AugmentedText], fmt: str) -> bytes:
+    return encode_rows([t.to_dict() for t in texts], fmt, texts_schema() if fmt != "jsonl" else None)
 
 
 def library_fingerprint() -> str:
@@ -106,70 +100,104 @@ def run_templify(
     progress: bool | None = None,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
     verify: bool = False,
+    num_workers: int = 1,
+    worker_index: int = 0,
+    executor: str = "local",
+    ray_workers: int | None = None,
 ) -> dict[str, Any]:
     """Templify the finished synthesize run in `source` into `output`; returns the summary.
 
     Output shard i is done when its marker (shards/part-i.json) is readable, was written under
     these settings from the same source bytes, and its file checks out (size + mtime, or a full
     hash with `verify`); anything else is recomputed. Every source shard read is hashed and
-    compared with the synthesize marker: damaged input is refused, naming the file.
+    compared with the synthesize marker: damaged input is refused, naming the file. With
+    `num_workers` > 1 this process is static worker `worker_index`; `executor="ray"` runs the
+    shards on Ray actors (`ray_workers` of them, default: one per CPU).
     """
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
+    check_worker(num_workers, worker_index)
     source = Path(source)
     synth = _synthesize_manifest(source)
-    shards = sorted(synth["shards"].items(), key=lambda kv: int(kv[0]))
     settings = {"source": str(source.resolve()), "source_fingerprint": synth["fingerprint"],
                 "seed": seed, "format": fmt, "templates": library_fingerprint()}  # fmt: skip
     out = OutputDir(output, fmt)
-    fix = f"rerun the synthesize command that wrote {source} (with --verify) to recompute it"
-    from tqdm import tqdm
+    with out.locked(lock_name(num_workers, worker_index)):
+        manifest = out.open_run(settings, overwrite, STAGE)
+    stage = TemplifyStage(source, synth, out, manifest, seed, fmt, verify)
+    if executor == "ray":
+        from .executor.ray import execute_ray
 
-    with out.locked():
-        manifest = out.open_run(settings, overwrite)
-        fingerprint = manifest["fingerprint"]
+        return execute_ray(stage, ray_workers, progress=progress, log=log)
+    return execute(stage, num_workers, worker_index, progress, None, log)
 
-        def source_record(shard: dict[str, Any]) -> dict[str, Any]:
-            return marker_files(shard).get(shard["file"], {})
 
-        done: dict[str, dict[str, Any]] = {}
-        for key, shard in shards:
-            marker = read_json_or_none(out.marker_file(int(key)))
-            if (isinstance(marker, dict) and marker.get("fingerprint") == fingerprint
-                    and marker.get("source_sha256") == source_record(shard).get("sha256")
-                    and marker_problem(out.root, marker, verify) is None):  # fmt: skip
-                done[key] = marker
-        summary = read_json_or_none(out.root / SUMMARY)
-        if manifest.get("complete") and len(done) == len(shards) and isinstance(summary, dict):
-            log(f"{out.root}: templify already complete, nothing to do")
-            return summary
-        manifest["complete"] = False
-        disable = None if progress is None else not progress
-        todo = [(key, shard) for key, shard in shards if key not in done]
-        for key, shard in tqdm(todo, unit="shard", disable=disable, file=sys.stderr):
-            index = int(key)
-            record = source_record(shard)
-            data = read_verified(source / shard["file"], record, fix)
-            stats = TemplifyStats()
-            texts = list(templify(read_records(source / shard["file"], data), seed, stats))
-            payload = encode_texts(texts, fmt)
-            files = dict([write_recorded(out.root, out.shard_file(index), payload, len(texts))])
-            marker = {"file": next(iter(files)), "files": files, "fingerprint": fingerprint,
-                      "source_file": shard["file"], "source_sha256": record.get("sha256"),
-                      "stats": stats_to_json(stats)}  # fmt: skip
-            write_json(out.marker_file(index), marker)  # the shard counts as done from here on
-            done[key] = manifest["shards"][key] = marker
-            out.write_manifest(manifest)  # progress for readers; the marker is what counts
+STAGE = "templify"
+
+
+class TemplifyStage(BaseStage):
+    """Templify as an executor stage: input shard i (its chains never cross shards) becomes
+    output shard i."""
+
+    name = STAGE
+
+    def __init__(self, source: Path, synth: dict[str, Any], out: OutputDir, manifest: dict[str, Any],
+                 seed: int, fmt: str, verify: bool = False) -> None:  # fmt: skip
+        self.source, self.synth, self.out, self.manifest = source, synth, out, manifest
+        self.seed, self.fmt, self.verify = seed, fmt, verify
+        self.fix = f"rerun the synthesize command that wrote {source} (with --verify) to recompute it"
+
+    def shards(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        for key, shard in sorted(self.synth["shards"].items(), key=lambda kv: int(kv[0])):
+            yield int(key), shard
+
+    def size(self, work: dict[str, Any]) -> int:
+        return int(work.get("counts", {}).get("documents", 0))
+
+    def key(self, work: dict[str, Any]) -> dict[str, Any]:
+        return {"source_file": work["file"], "source_sha256": _source_record(work).get("sha256")}
+
+    def run(self, index: int, work: dict[str, Any]) -> ShardResult:
+        data = read_verified(self.source / work["file"], _source_record(work), self.fix)
+        stats = TemplifyStats()
+        texts = list(templify(read_records(self.source / work["file"], data), self.seed, stats))
+        payload = encode_texts(texts, self.fmt)
+        files = dict([write_recorded(self.out.root, self.out.shard_file(index), payload, len(texts))])
+        counts = {"documents": stats.documents, "texts": stats.texts, "pairs": stats.pairs_rendered}
+        return ShardResult(files, counts, {"file": next(iter(files)), "stats": stats_to_json(stats)})
+
+    def finished(self) -> dict[str, Any] | None:
+        summary = read_json_or_none(self.out.root / SUMMARY)
+        if not self.manifest.get("complete") or not isinstance(summary, dict):
+            return None
+        n = len(self.synth["shards"])
+        check = check_run(self.out.root, self.verify)
+        if not check.complete or len(check.good) != n:
+            return None
+        if any(check.good[i].get(k) != v for i, work in self.shards() for k, v in self.key(work).items()):
+            return None
+        return summary
+
+    def finalize(self, markers: dict[int, dict[str, Any]], complete: bool, progress: Any) -> dict[str, Any]:
         total = TemplifyStats()
-        for key, _ in shards:
-            total.add(stats_from_json(done[key]["stats"]))
-        summary = {"seed": seed, "shards": len(done), **total.to_dict()}
-        write_json(out.root / SUMMARY, summary)
-        manifest["shards"] = {key: done[key] for key, _ in shards}
-        manifest["shard_count"] = len(shards)
-        manifest["complete"] = True
-        out.write_manifest(manifest)
-    return summary
+        for marker in markers.values():
+            total.add(stats_from_json(marker["stats"]))
+        summary = {"seed": self.seed, "shards": len(markers), **total.to_dict()}
+        if complete:
+            write_json(self.out.root / SUMMARY, summary)
+        return summary
+
+
+def reopen_stage(out: OutputDir, manifest: dict[str, Any]) -> TemplifyStage:
+    """The stage of a templify folder, to finalize it (`instructpt merge`)."""
+    settings = manifest["settings"]
+    source = Path(settings["source"])
+    return TemplifyStage(source, _synthesize_manifest(source), OutputDir(out.root, settings["format"]),
+                         manifest, settings["seed"], settings["format"])  # fmt: skip
+
+
+def _source_record(shard: dict[str, Any]) -> dict[str, Any]:
+    return marker_files(shard).get(shard["file"], {})
 
 
 def _synthesize_manifest(source: Path) -> dict[str, Any]:
@@ -186,10 +214,9 @@ def _synthesize_manifest(source: Path) -> dict[str, Any]:
     synth = folder.read_manifest()
     if synth is None:
         raise UsageError(f"{source} is {what} (no {MANIFEST})")
-    settings = synth.get("settings")
-    is_synthesize = isinstance(settings, dict) and "rounds" in settings
-    if not is_synthesize or not isinstance(synth.get("shards"), dict):
-        kind = "templify" if isinstance(settings, dict) and "templates" in settings else "another kind of"
+    stage = stage_of(synth)
+    if stage != "synthesize" or not isinstance(synth.get("shards"), dict):
+        kind = stage if stage is not None else "another kind of"
         raise UsageError(f"{source} is {what} (it holds a {kind} output folder's manifest)")
     if not synth.get("complete"):
         raise UsageError(f"the synthesize run in {source} is not finished: rerun its command to complete it")

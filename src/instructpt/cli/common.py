@@ -31,3 +31,36 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
 
     return wrapper
+
+
+def worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--executor, --num-workers, --worker-index: where a stage's shards run (see executor/)."""
+    fn = click.option(
+        "--worker-index",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Static sharding: this worker's index, 0..num-workers-1 (e.g. $SLURM_ARRAY_TASK_ID).",
+    )(fn)
+    fn = click.option(
+        "--num-workers",
+        type=int,
+        default=None,
+        help="Static sharding: how many workers split the shards (the last to finish, or "
+        "`instructpt merge`, finalizes); with --executor ray: how many actors [default: CPUs].",
+    )(fn)
+    return click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="local: this process (or one static worker, see --num-workers); ray: actors on a Ray "
+        "cluster (RAY_ADDRESS, or a local one started here).",
+    )(fn)
+
+
+def worker_args(executor: str, num_workers: int | None, worker_index: int) -> dict[str, Any]:
+    """The keyword arguments of run_templify / run_mix for the worker options."""
+    if executor == "ray":
+        return {"executor": "ray", "ray_workers": num_workers}
+    return {"num_workers": num_workers or 1, "worker_index": worker_index}

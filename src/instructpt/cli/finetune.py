@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..engines.options import DEFAULT_MAX_MODEL_LEN
 from .common import user_errors
 
 
@@ -140,7 +141,9 @@ def train_synthesizer(base: str, data: str, output: str, lora: bool, merge: bool
     help="Folder for report.json and summary.txt.",
 )
 @click.option("--engine", default="auto", show_default=True, help="Inference backend (see `engines list`).")
-@click.option("--max-model-len", default=4096, show_default=True, type=int, help="Context window.")
+@click.option(
+    "--max-model-len", default=DEFAULT_MAX_MODEL_LEN, show_default=True, type=int, help="Context window."
+)
 @click.option("--max-new-tokens", default=400, show_default=True, type=int, help="For generated pairs.")
 @click.option("--limit", default=None, type=int, help="Evaluate only the first N records.")
 @user_errors

@@ -1,17 +1,54 @@
-"""`instructpt synthesize`: raw corpus -> documents with instruction-response pairs."""
+"""`instructpt synthesize`: raw corpus -> documents with instruction-response pairs.
+
+Its settings are `config.SynthesizeSettings` (the `synthesize:` section of a `run` YAML): the
+flags below are generated from that model's fields, defaults and help included. Engine options
+come from `-O key=value` (any option of the chosen engine; `instructpt engines list` shows them)
+and from the shortcut flags of the common ones (--base-url, --concurrency, ...), validated by
+the engine's options model: an unknown or mistyped one is an error naming the allowed ones.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
-from ..engines.registry import DEFAULT_MODEL, EngineOptions, create_engine, engine_specs, resolve_engine_name
-from ..errors import MissingExtraError
-from ..output import FORMATS
-from ..pipeline import DEFAULT_MAX_DOC_CHARS, SynthesisConfig, run_synthesis
-from ..rounds import LONG_DOC_MODES, RoundSettings
+from ..config import SynthesizeSettings
+from ..engines.hf import HFOptions
+from ..engines.openai import OpenAIOptions
+from ..engines.options import parse_assignments
+from ..engines.registry import create_engine
+from ..engines.vllm import VLLMOptions
+from ..pipeline import run_synthesis
 from .common import user_errors
+from .options import settings_from_flags, settings_options
+
+STAGE_FLAGS = ["model", "tokenizer", "engine", "rounds", "max_model_len", "max_new_tokens", "shard_size",
+               "text_field", "id_field", "long_docs", "max_doc_chars", "format", "keep_generations", "limit",
+               "strict"]  # fmt: skip
+ENGINE_FLAGS = ["dtype", "device", "max_batch_tokens", "trust_remote_code"]
+# Shortcut flags for the engine options people set most; each is also `-O name=value`.
+SHORTCUTS: list[tuple[type, str, str, dict[str, Any]]] = [
+    (HFOptions, "continuous_batching", "hf engine: ", {}),
+    (VLLMOptions, "tensor_parallel_size", "vllm engine: ", {}),
+    (VLLMOptions, "gpu_memory_utilization", "vllm engine: ", {}),
+    (VLLMOptions, "quantization", "vllm engine: ", {}),
+    (VLLMOptions, "max_num_seqs", "vllm engine: ", {}),
+    (OpenAIOptions, "base_urls", "openai engine: ", {"decls": ["--base-url"], "metavar": "URL"}),
+    (OpenAIOptions, "concurrency", "openai engine: ", {}),
+    (OpenAIOptions, "prompt_format", "openai engine: ", {}),
+    (OpenAIOptions, "api_key_env", "openai engine: ", {}),
+    (OpenAIOptions, "request_timeout", "openai engine: ", {}),
+    (OpenAIOptions, "retry_budget", "openai engine: ", {}),
+]
+FLAG_NAMES = {"format": "--format", "engine_options": "-O"}
+
+
+def _shortcut_options(fn: Any) -> Any:
+    for model, name, prefix, custom in reversed(SHORTCUTS):
+        fn = settings_options(model, [name], {name: custom}, unset_default=True, prefix=prefix)(fn)
+    return fn
 
 
 @click.command()
@@ -23,80 +60,14 @@ from .common import user_errors
     type=click.Path(file_okay=False),
     help="Output folder (created). Rerunning into it resumes an interrupted run.",
 )
-@click.option(
-    "--model",
-    default=DEFAULT_MODEL,
-    show_default=True,
-    help="Synthesizer: Hub id or local folder (a tokenizer folder for --engine rules).",
+@settings_options(
+    SynthesizeSettings,
+    STAGE_FLAGS,
+    {
+        "model": {"help": "Synthesizer: Hub id or local folder (a tokenizer folder for --engine rules)."},
+        "format": {"decls": ["--format"]},
+    },
 )
-@click.option("--tokenizer", default=None, help="Tokenizer for length budgets [default: the model's].")
-@click.option(
-    "--engine",
-    default="auto",
-    show_default=True,
-    help="Inference backend: auto (best installed), hf, rules, or a plug-in; see `instructpt engines list`.",
-)
-@click.option(
-    "--rounds",
-    default=2,
-    show_default=True,
-    type=int,
-    help="M: documents per chain. 2 for pre-training from scratch, 3 for domain adaptation.",
-)
-@click.option(
-    "--max-model-len",
-    default=4096,
-    show_default=True,
-    type=int,
-    help="Context window: prompt + generated tokens never exceed it.",
-)
-@click.option(
-    "--max-new-tokens",
-    default=400,
-    show_default=True,
-    type=int,
-    help="Most tokens generated per document (greedy decoding).",
-)
-@click.option(
-    "--shard-size",
-    default=1000,
-    show_default=True,
-    type=int,
-    help="K: documents per shard, the unit of chaining, writing and resumption.",
-)
-@click.option("--text-field", default="text", show_default=True, help="JSONL/Parquet field with the text.")
-@click.option(
-    "--id-field",
-    default="id",
-    show_default=True,
-    help="Field with the document id; missing ids become a hash of the text.",
-)
-@click.option(
-    "--long-docs",
-    type=click.Choice(LONG_DOC_MODES),
-    default="split",
-    show_default=True,
-    help="Documents too long for the context: split at paragraph/sentence boundaries, "
-    "truncate, or skip (written to rejects.jsonl).",
-)
-@click.option(
-    "--max-doc-chars",
-    type=int,
-    default=DEFAULT_MAX_DOC_CHARS,
-    show_default=True,
-    help="Reject records whose text has more characters than this (reason too_many_chars); 0: no limit.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="parquet",
-    show_default=True,
-    help="Format of the data shards.",
-)
-@click.option("--keep-generations", is_flag=True, help="Also store each raw generation.")
-@click.option("--limit", type=int, default=None, help="Stop after this many documents.")
-@click.option("--strict", is_flag=True, help="Fail on the first bad input record instead of skipping it.")
 @click.option("--overwrite", is_flag=True, help="Discard an earlier run in the output folder.")
 @click.option(
     "--verify",
@@ -109,93 +80,17 @@ from .common import user_errors
     help="If an input or a setting changed since the output folder was written, start it over "
     "(default: refuse).",
 )
+@settings_options(SynthesizeSettings, ENGINE_FLAGS)
 @click.option(
-    "--dtype",
-    default="auto",
-    show_default=True,
-    help="hf engine weights: auto (bf16/fp16 on GPU, fp32 on CPU), bf16, fp16, fp32.",
-)
-@click.option(
-    "--device", default="auto", show_default=True, help="hf engine device: auto, cpu, cuda, cuda:1..."
-)
-@click.option(
-    "--max-batch-tokens",
-    type=int,
-    default=None,
-    help="hf engine: most prompt+generated tokens per batch [default: 65536 GPU, 16384 CPU].",
-)
-@click.option("--trust-remote-code", is_flag=True, help="Allow custom model code from the model folder.")
-@click.option(
-    "--continuous-batching",
-    is_flag=True,
-    help="hf engine: transformers' continuous batching (paged attention) instead of static batches.",
-)
-@click.option(
-    "--tensor-parallel-size",
-    type=int,
-    default=1,
-    show_default=True,
-    help="vllm engine: GPUs one model is split across.",
-)
-@click.option(
-    "--gpu-memory-utilization",
-    type=float,
-    default=0.9,
-    show_default=True,
-    help="vllm engine: share of GPU memory for weights and KV cache.",
-)
-@click.option("--quantization", default=None, help="vllm engine: e.g. fp8, awq, gptq.")
-@click.option(
-    "--max-num-seqs",
-    type=int,
-    default=256,
-    show_default=True,
-    help="vllm engine: most sequences batched at once.",
-)
-@click.option(
-    "--base-url",
-    "base_urls",
+    "-O",
+    "--engine-option",
+    "engine_option",
     multiple=True,
-    help="openai engine: an OpenAI-compatible server, e.g. http://localhost:8000/v1; repeat the "
-    "option to spread requests over several (failing ones are retried elsewhere).",
+    metavar="KEY=VALUE",
+    help="An option of the chosen engine, the value read as YAML (e.g. -O concurrency=8, "
+    "-O base_urls=[http://h1:8000/v1,http://h2:8000/v1]); `instructpt engines list` shows each engine's.",
 )
-@click.option(
-    "--concurrency",
-    type=int,
-    default=64,
-    show_default=True,
-    help="openai engine: requests in flight per server.",
-)
-@click.option(
-    "--prompt-format",
-    type=click.Choice(["ids", "text"]),
-    default="ids",
-    show_default=True,
-    help="openai engine: send prompts as token ids (one BOS guaranteed) or as text with "
-    "add_special_tokens=false.",
-)
-@click.option(
-    "--api-key-env",
-    default="OPENAI_API_KEY",
-    show_default=True,
-    help="openai engine: environment variable holding the API key (never logged).",
-)
-@click.option(
-    "--request-timeout",
-    type=float,
-    default=60.0,
-    show_default=True,
-    help="openai engine: seconds one request may take before it is retried (raise it for slow "
-    "or queueing servers).",
-)
-@click.option(
-    "--retry-budget",
-    type=float,
-    default=90.0,
-    show_default=True,
-    help="openai engine: seconds a request may keep failing (errors, timeouts, malformed answers) "
-    "before the run stops; no retry starts after it.",
-)
+@_shortcut_options
 @click.option(
     "--executor",
     type=click.Choice(["local", "ray"]),
@@ -238,39 +133,10 @@ from .common import user_errors
 def synthesize(
     inputs: tuple[str, ...],
     output: str,
-    model: str,
-    tokenizer: str | None,
-    engine: str,
-    rounds: int,
-    max_model_len: int,
-    max_new_tokens: int,
-    shard_size: int,
-    text_field: str,
-    id_field: str,
-    long_docs: str,
-    max_doc_chars: int,
-    fmt: str,
-    keep_generations: bool,
-    limit: int | None,
-    strict: bool,
     overwrite: bool,
     verify: bool,
     rebuild: bool,
-    dtype: str,
-    device: str,
-    max_batch_tokens: int | None,
-    trust_remote_code: bool,
-    continuous_batching: bool,
-    tensor_parallel_size: int,
-    gpu_memory_utilization: float,
-    quantization: str | None,
-    max_num_seqs: int,
-    base_urls: tuple[str, ...],
-    concurrency: int,
-    prompt_format: str,
-    api_key_env: str,
-    request_timeout: float,
-    retry_budget: float,
+    engine_option: tuple[str, ...],
     executor: str,
     num_workers: int | None,
     worker_index: int,
@@ -278,6 +144,7 @@ def synthesize(
     max_retries: int,
     progress: bool | None,
     as_json: bool,
+    **values: Any,
 ) -> None:
     """Write instruction-response pairs for every document of INPUT... (SPEC §2-§3).
 
@@ -287,50 +154,22 @@ def synthesize(
     same command after a crash finishes the rest and recomputes nothing written.
     Unusable records go to OUTPUT/rejects.jsonl with their reason.
     """
-    engine_name = resolve_engine_name(engine)
-    spec = engine_specs()[engine_name]
-    if missing := spec.missing():
-        raise MissingExtraError(f"the {engine_name} engine", spec.extra or engine_name, missing[0])
-    config = SynthesisConfig(
-        inputs=list(inputs),
-        output=output,
-        model=model,
-        engine=engine_name,
-        tokenizer=tokenizer,
-        text_field=text_field,
-        id_field=id_field,
-        shard_size=shard_size,
-        limit=limit,
-        format=fmt,
-        rounds=RoundSettings(rounds, max_new_tokens, long_docs, keep_generations),
-        max_model_len=max_model_len,
-        strict=strict,
-        max_doc_chars=max_doc_chars or None,
-        overwrite=overwrite,
-        verify=verify,
-        rebuild=rebuild,
+    specific: dict[str, Any] = {}
+    for _, name, _, _ in SHORTCUTS:
+        value = values.pop(name)
+        if value is not None and value != ():  # given on the command line
+            specific[name] = list(value) if isinstance(value, tuple) else value
+    specific.update(parse_assignments(engine_option))
+    if values.get("max_doc_chars") == 0:
+        values["max_doc_chars"] = None  # 0: no limit
+    settings = settings_from_flags(
+        SynthesizeSettings, {"inputs": inputs, **values, "engine_options": specific}, FLAG_NAMES
     )
-    options = EngineOptions(
-        model=model,
-        tokenizer=tokenizer,
-        max_model_len=max_model_len,
-        dtype=dtype,
-        device=device,
-        max_batch_tokens=max_batch_tokens,
-        trust_remote_code=trust_remote_code,
-        extra={
-            "continuous_batching": continuous_batching,
-            "tensor_parallel_size": tensor_parallel_size,
-            "gpu_memory_utilization": gpu_memory_utilization,
-            "quantization": quantization,
-            "max_num_seqs": max_num_seqs,
-            "base_urls": list(base_urls),
-            "concurrency": concurrency,
-            "prompt_format": prompt_format,
-            "api_key_env": api_key_env,
-            "request_timeout": request_timeout,
-            "retry_budget": retry_budget,
-        },
+    spec = settings.engine_spec()
+    options = settings.options_for(spec, origin="engine option")
+    engine_name = spec.name
+    config = settings.synthesis_config(
+        engine_name, output, overwrite=overwrite, verify=verify, rebuild=rebuild
     )
     if executor == "ray":
         from ..ray_executor import run_ray

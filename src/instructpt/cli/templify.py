@@ -6,8 +6,9 @@ import json
 
 import click
 
-from ..output import FORMATS
-from .common import user_errors
+from ..config import TemplifySettings
+from .common import user_errors, worker_args, worker_options
+from .options import settings_options
 
 
 @click.command()
@@ -19,21 +20,7 @@ from .common import user_errors
     type=click.Path(file_okay=False),
     help="Output folder for the texts (created). Rerunning into it resumes.",
 )
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=int,
-    help="Changes every text's template draws; the same seed gives the same bytes.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(FORMATS),
-    default="parquet",
-    show_default=True,
-    help="Format of the text shards.",
-)
+@settings_options(TemplifySettings, ["seed", "format"])
 @click.option("--overwrite", is_flag=True, help="Discard an earlier templify run in the output folder.")
 @click.option(
     "--verify",
@@ -42,9 +29,11 @@ from .common import user_errors
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout when done.")
+@worker_options
 @user_errors
-def templify(source: str, output: str, seed: int, fmt: str, overwrite: bool, verify: bool,
-             progress: bool | None, as_json: bool) -> None:  # fmt: skip
+def templify(source: str, output: str, seed: int, format: str, overwrite: bool, verify: bool,  # noqa: A002
+             progress: bool | None, as_json: bool, executor: str, num_workers: int | None,
+             worker_index: int) -> None:  # fmt: skip
     """Render the documents and pairs in SOURCE (an `instructpt synthesize` output folder)
     into instruction-augmented texts: Parquet/JSONL shards of {id, text, source_ids, n_shots,
     n_pairs, mode} in OUTPUT/data/, and OUTPUT/summary.json with the mix of modes and
@@ -55,8 +44,8 @@ def templify(source: str, output: str, seed: int, fmt: str, overwrite: bool, ver
     """
     from ..templify_run import run_templify
 
-    summary = run_templify(source, output, seed=seed, fmt=fmt, overwrite=overwrite, progress=progress,
-                           verify=verify)  # fmt: skip
+    summary = run_templify(source, output, seed=seed, fmt=format, overwrite=overwrite, progress=progress,
+                           verify=verify, **worker_args(executor, num_workers, worker_index))  # fmt: skip
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..tokenization import Tokenizer, load_tokenizer
 from .base import Completion, Engine, EngineError, Request
+from .options import DEFAULT_MAX_MODEL_LEN
 
 PromptFunction = Callable[[list[str]], Sequence["str | Completion"]]
 
@@ -24,7 +25,7 @@ class FunctionEngine(Engine):
         self,
         fn: PromptFunction,
         tokenizer: Any,
-        max_model_len: int = 4096,
+        max_model_len: int = DEFAULT_MAX_MODEL_LEN,
         batch_size: int | None = None,
     ) -> None:
         super().__init__(load_tokenizer(tokenizer), max_model_len)
@@ -65,7 +66,10 @@ class FunctionEngine(Engine):
 
 
 def from_function(
-    fn: PromptFunction, tokenizer: Any, max_model_len: int = 4096, batch_size: int | None = None
+    fn: PromptFunction,
+    tokenizer: Any,
+    max_model_len: int = DEFAULT_MAX_MODEL_LEN,
+    batch_size: int | None = None,
 ) -> FunctionEngine:
     """An engine that calls `fn(prompts) -> generations` (see `FunctionEngine`)."""
     return FunctionEngine(fn, tokenizer, max_model_len=max_model_len, batch_size=batch_size)

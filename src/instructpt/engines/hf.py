@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import Field
+
 from ..errors import UsageError, first_line
 from ..tokenization import Tokenizer
 from .base import Completion, Engine, Request
-from .registry import EngineOptions
+from .options import DEFAULT_MAX_MODEL_LEN, EngineOptions
 
 # Default token budgets per batch. On a GPU a 7B Mistral keeps 128 KiB of KV cache
 # per token in bf16, so 65,536 tokens is ~8 GiB of cache next to ~14.5 GiB of weights.
@@ -24,14 +26,21 @@ CPU_BATCH_TOKENS = 16_384
 MAX_BATCH_SIZE = 256
 
 
+class HFOptions(EngineOptions):
+    continuous_batching: bool = Field(
+        False, description="transformers' continuous batching (paged attention) instead of static batches."
+    )
+
+
 class HFEngine(Engine):
     name = "hf"
+    Options = HFOptions
 
     def __init__(
         self,
         model: Any,
         tokenizer: Any,
-        max_model_len: int = 4096,
+        max_model_len: int = DEFAULT_MAX_MODEL_LEN,
         max_batch_tokens: int | None = None,
         model_name: str = "",
     ) -> None:
@@ -58,10 +67,11 @@ class HFEngine(Engine):
         self.continuous_batching = False
 
     @classmethod
-    def from_options(cls, options: EngineOptions) -> HFEngine:
+    def from_options(cls, options: HFOptions) -> HFEngine:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        options = cls.options_of(options)
         device = options.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -78,7 +88,7 @@ class HFEngine(Engine):
         model.to(device)
         tok = Tokenizer(tokenizer, name=options.tokenizer or options.model)
         engine = cls(model, tok, options.max_model_len, options.max_batch_tokens, options.model)
-        engine.continuous_batching = bool(options.extra.get("continuous_batching", False))
+        engine.continuous_batching = options.continuous_batching
         return engine
 
     def describe(self) -> dict[str, Any]:

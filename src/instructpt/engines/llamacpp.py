@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import Field
+
 from ..errors import MissingExtraError, UsageError, first_line
 from ..tokenization import Tokenizer, load_tokenizer
 from .base import Completion, Engine, Request
-from .registry import EngineOptions
+from .options import EngineOptions
 
 
 class _LlamaTokenizer:
@@ -31,19 +33,27 @@ class _LlamaTokenizer:
         return self.llama.detokenize(ids).decode("utf-8", errors="replace")
 
 
+class LlamaCppOptions(EngineOptions):
+    n_gpu_layers: int = Field(
+        0, ge=-1, description="Layers offloaded to the GPU (-1: all) where llama.cpp is built for one."
+    )
+    n_threads: int | None = Field(None, ge=1, description="CPU threads [default: llama.cpp's choice].")
+
+
 class LlamaCppEngine(Engine):
     name = "llamacpp"
+    Options = LlamaCppOptions
 
-    def __init__(self, options: EngineOptions) -> None:
+    def __init__(self, options: LlamaCppOptions) -> None:
+        options = self.options_of(options)
         try:
             from llama_cpp import Llama
         except ImportError:
             raise MissingExtraError("the llamacpp engine", "gguf", "llama_cpp") from None
-        extra = options.extra
         try:
             self.llama = Llama(model_path=options.model, n_ctx=options.max_model_len, seed=0, verbose=False,
-                               n_gpu_layers=extra.get("n_gpu_layers", 0),
-                               n_threads=extra.get("n_threads"))  # fmt: skip
+                               n_gpu_layers=options.n_gpu_layers,
+                               n_threads=options.n_threads)  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - a missing or bad GGUF is the user's to fix
             raise UsageError(f"llama.cpp cannot load {options.model}: {first_line(exc)}") from None
         tokenizer = (
@@ -56,7 +66,7 @@ class LlamaCppEngine(Engine):
         self.eos_id = self.llama.token_eos()
 
     @classmethod
-    def from_options(cls, options: EngineOptions) -> LlamaCppEngine:
+    def from_options(cls, options: LlamaCppOptions) -> LlamaCppEngine:
         return cls(options)
 
     def describe(self) -> dict[str, Any]:

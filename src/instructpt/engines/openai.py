@@ -30,18 +30,24 @@ import random
 import time
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
 
 from ..errors import MissingExtraError, UsageError
 from ..tokenization import Tokenizer, load_tokenizer
 from .base import Completion, Engine, EngineError, Request
-from .registry import EngineOptions
+from .options import DEFAULT_MAX_MODEL_LEN, EngineOptions
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 RETRY_AFTER_CAP = 60.0  # seconds: a longer Retry-After is not waited for in full
 BACKOFF_CAP = 10.0  # seconds between two attempts of a request, before jitter
 DEFAULT_TIMEOUT = 60.0  # seconds one attempt may take
 DEFAULT_RETRY_BUDGET = 90.0  # seconds a request may keep failing before the run fails
+NEEDS_BASE_URLS = (
+    "the openai engine needs base_urls: --base-url URL (repeatable), -O base_urls=[URL, ...], "
+    "or synthesize.engine_options: {base_urls: [URL, ...]} in a run config"
+)
 # finish_reason values meaning "ended by EOS/stop" (TGI says eos_token/stop_sequence) or "max_tokens"
 FINISH_REASONS = {"stop": "stop", "eos_token": "stop", "eos": "stop", "stop_sequence": "stop",
                   "length": "length"}  # fmt: skip
@@ -84,15 +90,54 @@ def _one_line(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+class OpenAIOptions(EngineOptions):
+    base_urls: list[str] = Field(
+        [],
+        description="OpenAI-compatible servers, e.g. http://localhost:8000/v1; requests are spread over "
+        "them and a failing one is retried elsewhere (--base-url, repeatable).",
+    )
+    concurrency: int = Field(64, ge=1, description="Requests in flight per server.")
+    prompt_format: Literal["ids", "text"] = Field(
+        "ids",
+        description="Send prompts as token ids (one BOS guaranteed) or as text with "
+        "add_special_tokens=false.",
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the API key (never logged)."
+    )
+    request_timeout: float = Field(
+        DEFAULT_TIMEOUT,
+        gt=0,
+        description="Seconds one request may take before it is retried "
+        "(raise it for slow or queueing servers).",
+    )
+    retry_budget: float = Field(
+        DEFAULT_RETRY_BUDGET,
+        ge=0,
+        description="Seconds a request may keep failing (errors, timeouts, "
+        "malformed answers) before the run stops; no retry starts after it.",
+    )
+    max_retries: int | None = Field(
+        None, ge=0, description="Most retries of one request [default: only the retry budget limits them]."
+    )
+
+    @field_validator("base_urls", mode="before")
+    @classmethod
+    def _one_url(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # `-O base_urls=http://...`
+
+
 class OpenAIEngine(Engine):
     name = "openai"
+    Options = OpenAIOptions
+    concurrent = True  # many requests in flight per server, no barrier between rounds
 
     def __init__(
         self,
         base_urls: Sequence[str],
         model: str,
         tokenizer: Tokenizer,
-        max_model_len: int = 4096,
+        max_model_len: int = DEFAULT_MAX_MODEL_LEN,
         concurrency: int = 64,
         timeout: float = DEFAULT_TIMEOUT,
         max_retries: int | None = None,
@@ -104,7 +149,7 @@ class OpenAIEngine(Engine):
     ) -> None:
         super().__init__(tokenizer, max_model_len)
         if not base_urls:
-            raise UsageError("the openai engine needs --base-url (one or more)")
+            raise UsageError(NEEDS_BASE_URLS)
         if prompt_format not in ("ids", "text"):
             raise UsageError("--prompt-format must be ids or text")
         if not (timeout > 0 and math.isfinite(timeout)):
@@ -133,19 +178,21 @@ class OpenAIEngine(Engine):
             self.check_servers()
 
     @classmethod
-    def from_options(cls, options: EngineOptions) -> OpenAIEngine:
-        extra = options.extra
-        key_env = extra.get("api_key_env", "OPENAI_API_KEY")
+    def from_options(cls, options: OpenAIOptions) -> OpenAIEngine:
+        options = cls.options_of(options)
+        if not options.base_urls:  # said before loading the tokenizer
+            raise UsageError(NEEDS_BASE_URLS)
         return cls(
-            base_urls=extra.get("base_urls", []),
+            base_urls=options.base_urls,
             model=options.model,
             tokenizer=load_tokenizer(options.tokenizer or options.model),
             max_model_len=options.max_model_len,
-            concurrency=extra.get("concurrency", 64),
-            timeout=extra.get("request_timeout", DEFAULT_TIMEOUT),
-            retry_budget=extra.get("retry_budget", DEFAULT_RETRY_BUDGET),
-            api_key=os.environ.get(key_env),
-            prompt_format=extra.get("prompt_format", "ids"),
+            concurrency=options.concurrency,
+            timeout=options.request_timeout,
+            retry_budget=options.retry_budget,
+            max_retries=options.max_retries,
+            api_key=os.environ.get(options.api_key_env),
+            prompt_format=options.prompt_format,
         )
 
     def describe(self) -> dict[str, Any]:

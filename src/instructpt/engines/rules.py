@@ -28,6 +28,7 @@ from typing import Any
 
 from ..format import CON_CLOSE, CON_OPEN, Pair, serialize_pairs
 from .function import FunctionEngine, load_tokenizer_for
+from .options import DEFAULT_MAX_MODEL_LEN
 
 MAX_PAIRS = 8
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
@@ -126,7 +127,7 @@ def respond(prompt: str) -> str:
 class RulesEngine(FunctionEngine):
     name = "rules"
 
-    def __init__(self, tokenizer: Any, max_model_len: int = 4096) -> None:
+    def __init__(self, tokenizer: Any, max_model_len: int = DEFAULT_MAX_MODEL_LEN) -> None:
         super().__init__(lambda prompts: [respond(p) for p in prompts], tokenizer, max_model_len)
 
     @classmethod

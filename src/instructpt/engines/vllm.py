@@ -16,33 +16,46 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import Field
+
 from ..errors import MissingExtraError, UsageError, first_line
 from ..tokenization import load_tokenizer
 from .base import Completion, Engine, Request
-from .registry import EngineOptions
+from .options import EngineOptions
+
+
+class VLLMOptions(EngineOptions):
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split across.")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Share of GPU memory for weights and KV cache."
+    )
+    quantization: str | None = Field(None, description="e.g. fp8, awq, gptq.")
+    max_num_seqs: int = Field(256, ge=1, description="Most sequences batched at once.")
 
 
 class VLLMEngine(Engine):
     name = "vllm"
+    Options = VLLMOptions
+    concurrent = True  # AsyncLLM: requests from many chains in flight, no round barriers
 
-    def __init__(self, options: EngineOptions) -> None:
+    def __init__(self, options: VLLMOptions) -> None:
+        options = self.options_of(options)
         try:
             from vllm import SamplingParams  # noqa: F401
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError:
             raise MissingExtraError("the vllm engine", "vllm", "vllm") from None
-        extra = options.extra
         super().__init__(load_tokenizer(options.tokenizer or options.model), options.max_model_len)
         args = AsyncEngineArgs(
             model=options.model,
             tokenizer=options.tokenizer or options.model,
             dtype=options.dtype if options.dtype != "auto" else "auto",
             max_model_len=options.max_model_len,
-            tensor_parallel_size=extra.get("tensor_parallel_size", 1),
-            gpu_memory_utilization=extra.get("gpu_memory_utilization", 0.9),
-            quantization=extra.get("quantization"),
-            max_num_seqs=extra.get("max_num_seqs", 256),
+            tensor_parallel_size=options.tensor_parallel_size,
+            gpu_memory_utilization=options.gpu_memory_utilization,
+            quantization=options.quantization,
+            max_num_seqs=options.max_num_seqs,
             enable_prefix_caching=True,
             enable_chunked_prefill=True,
             trust_remote_code=options.trust_remote_code,
@@ -64,7 +77,7 @@ class VLLMEngine(Engine):
             raise UsageError(f"vLLM cannot load {options.model}: {first_line(exc)}") from None
 
     @classmethod
-    def from_options(cls, options: EngineOptions) -> VLLMEngine:
+    def from_options(cls, options: VLLMOptions) -> VLLMEngine:
         return cls(options)
 
     def describe(self) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""One shard writer and reader for every stage: rows <-> Parquet or JSONL bytes.
+
+The same rows always give the same bytes (JSONL: one `json.dumps` line per row, UTF-8 kept;
+Parquet: an Arrow table from the rows with `schema`, or an inferred one, zstd-compressed), so a
+shard computed by any process, in any run, is byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def encode_jsonl(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
+def encode_parquet(table: Any) -> bytes:
+    """The bytes of an Arrow table written as one zstd-compressed Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def encode_rows(rows: Sequence[Mapping[str, Any]], fmt: str, schema: Any = None) -> bytes:
+    """The bytes of one shard of `rows` in `fmt` ("parquet" or "jsonl"); Parquet columns follow
+    `schema` (an Arrow schema), or are inferred from the rows when it is None."""
+    if fmt == "jsonl":
+        return encode_jsonl(rows)
+    import pyarrow as pa
+
+    return encode_parquet(pa.Table.from_pylist(list(rows), schema=schema))
+
+
+def encode_columns(columns: Mapping[str, list]) -> bytes:
+    """Parquet bytes of a table given column by column (types inferred)."""
+    import pyarrow as pa
+
+    return encode_parquet(pa.table(dict(columns)))
+
+
+def read_rows(path: str | Path, data: bytes | None = None, columns: Sequence[str] | None = None
+              ) -> list[dict[str, Any]]:  # fmt: skip
+    """The rows of one shard (Parquet by its suffix, else JSONL); from `data` (the file's bytes,
+    already read and checked) when given; Parquet: only `columns` when given."""
+    path = Path(path)
+    if data is None:
+        data = path.read_bytes()
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None)
+        return table.to_pylist()
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]

@@ -1,0 +1,182 @@
+"""Mix as an executor stage: shard i tokenizes the i-th input file (`mix.tokenize_shard`, into
+out/.work/tokens with a completion marker); when every shard is done, `finalize` reads them back
+and plans, shuffles and writes the corpus once (`mix._plan_and_write`), byte-identical to an
+uninterrupted single-process run. The tokenized shards are removed once the manifest says
+complete."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+from .executor import BaseStage, ShardResult
+from .executor.local import stderr_log
+from .mix import (
+    TOKENS,
+    Encoder,
+    MixConfig,
+    SourceData,
+    SourceSpec,
+    TargetTokenizer,
+    _Blobs,
+    _hash,
+    _Parts,
+    _plan_and_write,
+    source_files,
+    tokenize_shard,
+)
+from .output import (
+    DATA_DIR,
+    MANIFEST,
+    SCRATCH_DIR,
+    SHARDS_DIR,
+    OutputDir,
+    check_run,
+    marker_files,
+    write_atomic,
+)
+
+STAGE = "mix"
+
+
+class MixStage(BaseStage):
+    """Mix as an executor stage: shard i tokenizes the i-th input file (sources in order, each
+    source's files in order); finalize plans, shuffles and writes from the tokenized shards."""
+
+    name = STAGE
+
+    def __init__(
+        self, config: MixConfig, tokenizer: TargetTokenizer, out: OutputDir, manifest: dict[str, Any],
+        inputs: dict[str, list], log: Callable[[str], None],
+    ) -> None:  # fmt: skip
+        self.config, self.tokenizer, self.out, self.manifest = config, tokenizer, out, manifest
+        self.inputs, self.log = inputs, log
+        self.keep_texts = config.format in ("jsonl", "parquet")
+        self.hashes = {str(f): sha for p in inputs for f, sha in _shard_hashes(p).items()}
+        self.encoder: Encoder | None = None
+
+    def shards(self) -> Iterator[tuple[int, tuple[int, Any, bool]]]:
+        index = 0
+        for s, spec in enumerate(self.config.sources):
+            for p in spec.paths:
+                checked = (Path(p) / MANIFEST).is_file()
+                for f in self.inputs[p]:
+                    yield index, (s, f, checked)
+                    index += 1
+
+    def key(self, work: tuple[int, Any, bool]) -> dict[str, Any]:
+        s, f, _ = work
+        return {
+            "source": self.config.sources[s].name,
+            "input": str(f),
+            "input_sha256": self.hashes.get(str(f)),
+        }
+
+    def prepare(self) -> None:
+        self.encoder = Encoder(self.tokenizer, self.config.workers)
+
+    def close(self) -> None:
+        if self.encoder is not None:
+            self.encoder.close()
+            self.encoder = None
+
+    def run(self, index: int, work: tuple[int, Any, bool]) -> ShardResult:
+        assert self.encoder is not None
+        s, f, checked = work
+        spec = self.config.sources[s]
+        files, counts = tokenize_shard(spec, f, checked, self.encoder, self.tokenizer, self.out, index,
+                                       self.keep_texts)  # fmt: skip
+        return ShardResult(files, counts)
+
+    def finished(self) -> dict[str, Any] | None:
+        return self.manifest if self.manifest.get("complete") else None
+
+    def finalize(self, markers: dict[int, dict[str, Any]], complete: bool, progress: Any) -> dict[str, Any]:
+        if not complete:
+            return self.manifest
+        out = self.out
+        for stale in (DATA_DIR, "hf", f"{SCRATCH_DIR}/hf-parts", f"{SCRATCH_DIR}/cache"):
+            shutil.rmtree(out.root / stale, ignore_errors=True)
+        by_source: list[list[int]] = [[] for _ in self.config.sources]
+        for index, (s, _, _) in self.shards():
+            by_source[s].append(index)
+        data = [load_source(spec, out, idx, self.keep_texts, [markers[i]["counts"] for i in idx])
+                for spec, idx in zip(self.config.sources, by_source)]  # fmt: skip
+        rejects = b"".join(
+            (out.root / TOKENS / f"part-{i:05d}.rejects.jsonl").read_bytes() for i in sorted(markers)
+        )
+        result = _plan_and_write(self.config, self.tokenizer, out, data, self.log)
+        if rejects:
+            write_atomic(out.root / "rejects.jsonl", rejects)
+        self.manifest.update(result)
+        self.manifest.pop("shard_count", None)  # the tokenized shards go once the mix is written
+        self.manifest["tokenize_shards"] = len(markers)
+        return self.manifest
+
+    def cleanup(self) -> None:
+        for scratch in (SCRATCH_DIR, SHARDS_DIR):
+            shutil.rmtree(self.out.root / scratch, ignore_errors=True)
+
+
+def reopen_stage(out: OutputDir, manifest: dict[str, Any]) -> MixStage:
+    """The stage of a mix folder whose shards static workers tokenized, to write it (`merge`)."""
+    settings = dict(manifest["settings"])
+    sources = [SourceSpec(**spec) for spec in settings.pop("sources")]
+    fields = {k: v for k, v in settings.items() if k in MixConfig.__dataclass_fields__}
+    config = MixConfig(**{**fields, "sources": sources})
+    tokenizer = TargetTokenizer.load(config.tokenizer, config.bos_text, config.eos_text)
+    if _hash(tokenizer.json) != settings.get("tokenizer_hash"):
+        raise UsageError(f"the tokenizer {config.tokenizer} changed since {out.root} was started; "
+                         "rerun the mix command with --rebuild")  # fmt: skip
+    inputs = {p: source_files(p, False, config.allow_partial) for s in config.sources for p in s.paths}
+    return MixStage(config, tokenizer, OutputDir(out.root, config.format), manifest, inputs, stderr_log)
+
+
+def _shard_hashes(path: str) -> dict[Path, str]:
+    """{data file: sha256} of the shards an instructpt output folder's markers record."""
+    folder = Path(path)
+    if "://" in str(path) or not (folder / MANIFEST).is_file():
+        return {}
+    return {folder / m["file"]: marker_files(m).get(m["file"], {}).get("sha256")
+            for m in check_run(folder).good.values() if isinstance(m.get("file"), str)}  # fmt: skip
+
+
+def load_source(spec: SourceSpec, out: OutputDir, indexes: Sequence[int], keep_texts: bool,
+                counts: Sequence[dict[str, Any]]) -> SourceData:  # fmt: skip
+    """The tokenized shards `indexes` of one source, read back as one SourceData."""
+    folder = out.root / TOKENS
+    data = SourceData(spec)
+    lengths, first, tokens, ids, texts = [], [], [], [], []
+    n = 0
+    for index in indexes:
+        stem = folder / f"part-{index:05d}"
+        part = np.fromfile(f"{stem}.lengths", dtype=np.uint32)
+        first.append(n)
+        n += len(part)
+        lengths.append(part)
+        tokens.append(_memmap(Path(f"{stem}.tokens"), np.uint32))
+        ids.append((_memmap(Path(f"{stem}.ids"), np.uint8), np.fromfile(f"{stem}.ids.idx", dtype=np.uint64)))
+        if keep_texts:
+            offsets = np.fromfile(f"{stem}.texts.idx", dtype=np.uint64)
+            texts.append((_memmap(Path(f"{stem}.texts"), np.uint8), offsets))
+    for c in counts:
+        for k, v in c.items():
+            if k.startswith("rejected."):
+                data.rejects[k[len("rejected.") :]] = data.rejects.get(k[len("rejected.") :], 0) + v
+    data.lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.uint32)
+    data.offsets = np.zeros(len(data.lengths) + 1, dtype=np.int64)
+    np.cumsum(data.lengths, out=data.offsets[1:])
+    data.parts = _Parts(first or [0])
+    data.tokens = tokens
+    data.ids = _Blobs(first or [0], ids)
+    data.texts = _Blobs(first or [0], texts) if keep_texts else None
+    return data
+
+
+def _memmap(path: Path, dtype: Any) -> np.memmap | None:
+    return np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else None
