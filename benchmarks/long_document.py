@@ -84,7 +84,8 @@ def peak_rss_mb() -> float:
 def measure(stage: str, mode: str, path: Path) -> dict:
     """One measurement, in this (fresh) process."""
     from instructpt.records import Document
-    from instructpt.rounds import BatchResult, RoundSettings, fit_documents, prompt_budget
+    from instructpt.synthesis.fitting import fit_documents
+    from instructpt.synthesis.rounds import BatchResult, RoundSettings, prompt_budget
 
     tokenizer = load_tokenizer()
     text = json.loads(path.read_text())["text"]
@@ -108,7 +109,7 @@ def measure(stage: str, mode: str, path: Path) -> dict:
         outcome = {"pieces": len(fitted), "rejects": len(result.rejects), "tokenized_per_char": ratio}
     else:
         from instructpt.engines.rules import RulesEngine
-        from instructpt.pipeline import SynthesisConfig, run_synthesis
+        from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
 
         del text
         with tempfile.TemporaryDirectory() as tmp:

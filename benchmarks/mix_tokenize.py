@@ -30,7 +30,8 @@ def main() -> None:
     from transformers import PreTrainedTokenizerFast
 
     from common import mistral_v01_tokenizer, synthetic_documents, write_jsonl
-    from instructpt.mix import MixConfig, SourceSpec, run_mix
+    from instructpt.mixing.mix import run_mix
+    from instructpt.mixing.recipes import MixConfig, SourceSpec
     from instructpt.testing import train_tokenizer
 
     docs = synthetic_documents(args.docs, args.words, seed=5)

@@ -30,8 +30,8 @@ def main() -> None:
     os.environ["RAYON_NUM_THREADS"] = "1"
     from common import mistral_v01_tokenizer, write_jsonl
     from instructpt.engines.rules import RulesEngine, mine_pairs
-    from instructpt.pipeline import SynthesisConfig, run_synthesis
-    from instructpt.rounds import RoundSettings
+    from instructpt.synthesis.rounds import RoundSettings
+    from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
     from instructpt.testing import train_tokenizer
     from instructpt.tokenization import Tokenizer
 

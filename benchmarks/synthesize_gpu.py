@@ -52,7 +52,7 @@ def main() -> None:
     from common import mistral_v01_tokenizer, synthetic_documents
     from instructpt.engines.hf import HFEngine
     from instructpt.records import Document
-    from instructpt.rounds import RoundSettings, synthesize_batch
+    from instructpt.synthesis.rounds import RoundSettings, synthesize_batch
     from instructpt.testing import train_tokenizer
     from instructpt.tokenization import Tokenizer
 

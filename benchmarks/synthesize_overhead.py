@@ -44,8 +44,8 @@ def main() -> None:
 
     from common import mistral_v01_tokenizer, realistic_generation, synthetic_documents, write_jsonl
     from instructpt.engines.base import Completion, Engine
-    from instructpt.pipeline import SynthesisConfig, run_synthesis
-    from instructpt.rounds import RoundSettings
+    from instructpt.synthesis.rounds import RoundSettings
+    from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
     from instructpt.testing import train_tokenizer
     from instructpt.tokenization import Tokenizer, load_tokenizer
 

@@ -35,9 +35,9 @@ def main() -> None:
 
     from common import synthetic_documents, write_jsonl
     from instructpt.engines import EngineOptions, create_engine
-    from instructpt.format import build_prompt, parse_pairs
-    from instructpt.pipeline import SynthesisConfig, run_synthesis
-    from instructpt.rounds import RoundSettings
+    from instructpt.synthesis.format import build_prompt, parse_pairs
+    from instructpt.synthesis.rounds import RoundSettings
+    from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
     from instructpt.testing import build_tiny_model
 
     torch.set_num_threads(torch.get_num_threads())

@@ -27,8 +27,8 @@ REFERENCE = {"qa": 80, "options": 48, "cot": 210, "options_cot": 240, "opt_style
 def synthesize_bundled(folder: Path) -> Path:
     """The bundled corpus through `run_synthesis` with scripted generations, M=2."""
     from instructpt.engines.function import from_function
-    from instructpt.pipeline import SynthesisConfig, run_synthesis
-    from instructpt.rounds import RoundSettings
+    from instructpt.synthesis.rounds import RoundSettings
+    from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
     from instructpt.testing import scripted_generate, train_tokenizer
 
     texts = [json.loads(line)["text"] for line in CORPUS.open()]
@@ -44,8 +44,9 @@ def synthesize_bundled(folder: Path) -> Path:
 
 
 def report(folder: Path, seeds: int) -> dict:
-    from instructpt.templify import TemplifyStats, templify
-    from instructpt.templify_run import read_records
+    from instructpt.templating.render import templify
+    from instructpt.templating.stage import read_records
+    from instructpt.templating.stats import TemplifyStats
 
     summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
     files = sorted(p for p in (folder / "data").glob("part-*") if p.suffix in (".parquet", ".jsonl"))

@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).parent.parent / "tests" / "data" / "synthesizer_output
 
 
 def rows(n: int) -> list[dict]:
-    from instructpt.format import parse_pairs
+    from instructpt.synthesis.format import parse_pairs
 
     cases = [json.loads(line) for line in FIXTURES.open()]
     out = []
@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    from instructpt.templify import TemplifyStats, templify
+    from instructpt.templating.render import templify
+    from instructpt.templating.stats import TemplifyStats
 
     data = rows(args.docs)
     best = best_cpu = float("inf")

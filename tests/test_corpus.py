@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from instructpt.corpus import expand_inputs, file_kind, read_corpus
 from instructpt.errors import UsageError
+from instructpt.io.corpus import expand_inputs, file_kind, read_corpus
 from instructpt.records import Document, Reject, content_id
 
 GOOD = [{"id": "a", "text": "Alpha text."}, {"id": 7, "text": "Beta text."}, {"text": "No id here."}]
@@ -133,7 +133,7 @@ def test_content_ids_are_stable():
 
 
 def test_estimate_records(tmp_path):
-    from instructpt.corpus import estimate_records
+    from instructpt.io.corpus import estimate_records
 
     write_jsonl(tmp_path / "a.jsonl", GOOD)
     pq.write_table(pa.table({"text": ["x", "y"]}), tmp_path / "b.parquet")

@@ -73,7 +73,7 @@ def test_three_static_workers_one_killed_and_rerun_equal_a_single_process(tmp_pa
 
 
 def test_status_reports_failures_and_bad_folders(tmp_path, scripted):
-    from instructpt.pipeline import SynthesisConfig, run_synthesis
+    from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
 
     corpus = make_corpus(tmp_path / "corpus.jsonl", n=10)
     config = SynthesisConfig(inputs=[str(corpus)], output=str(tmp_path / "out"), model="m", engine="s",
@@ -92,9 +92,9 @@ def test_status_reports_failures_and_bad_folders(tmp_path, scripted):
 def test_ray_actors_with_one_killed_mid_run_equal_a_single_process(tmp_path, tiny_model):
     ray = pytest.importorskip("ray")
     from instructpt.engines import EngineOptions
-    from instructpt.pipeline import SynthesisConfig, run_synthesis
-    from instructpt.ray_executor import run_ray
-    from instructpt.rounds import RoundSettings
+    from instructpt.synthesis.ray import run_ray
+    from instructpt.synthesis.rounds import RoundSettings
+    from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
 
     corpus = make_corpus(tmp_path / "corpus.jsonl", n=36)
 

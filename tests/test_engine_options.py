@@ -93,7 +93,7 @@ def test_engine_declares_agenerate_close_and_whether_it_is_concurrent(tokenizer)
 
 def test_a_batching_engine_keeps_the_round_by_round_path(tokenizer, tmp_path):
     """Every engine has an `agenerate` now; only `concurrent` ones get the barrier-free scheduler."""
-    from instructpt.pipeline import SynthesisConfig, run_synthesis
+    from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
 
     from .conftest import ScriptedEngine
 
@@ -308,8 +308,8 @@ def test_settings_defaults_are_written_once():
     """The YAML section, the CLI flags and the pipeline's config share every default."""
     from instructpt.config import MixSettings, SynthesizeSettings, TemplifySettings
     from instructpt.engines import DEFAULT_MAX_MODEL_LEN
-    from instructpt.mix import MixConfig
-    from instructpt.pipeline import SynthesisConfig
+    from instructpt.mixing.recipes import MixConfig
+    from instructpt.synthesis.stage import SynthesisConfig
 
     s = SynthesizeSettings(inputs=["a"])
     config = s.synthesis_config("rules", "out")

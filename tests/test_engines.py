@@ -9,8 +9,8 @@ from instructpt.engines.base import EngineError, Request
 from instructpt.engines.registry import engine_specs, resolve_engine_name
 from instructpt.engines.rules import mine_pairs, respond
 from instructpt.errors import MissingExtraError, UsageError
-from instructpt.format import Pair, build_prompt, parse_pairs
-from instructpt.pipeline import synthesize
+from instructpt.synthesis.format import Pair, build_prompt, parse_pairs
+from instructpt.synthesis.stage import synthesize
 
 
 def test_function_adapter_counts_tokens_and_flags_length(tokenizer):
@@ -95,7 +95,7 @@ def test_rules_engine_patterns(text, instruction, response):
 
 
 def test_rules_engine_on_text_without_patterns_and_kinds():
-    from instructpt.templify import classify
+    from instructpt.synthesis.classify import classify
 
     assert mine_pairs("short") == []
     text = "Title here\nA is one thing now. Therefore, B follows from it. But C is not so sure."
@@ -175,7 +175,7 @@ def test_hf_engine_is_deterministic(hf_engine):
 
 @pytest.mark.slow
 def test_prompt_ids_match_the_transformers_tokenizer(hf_engine):
-    from instructpt.format import CON_CLOSE, CON_OPEN, Pair, serialize_pairs
+    from instructpt.synthesis.format import CON_CLOSE, CON_OPEN, Pair, serialize_pairs
 
     tok = hf_engine.tokenizer
     assert tok.splits_at_bos_eos  # the fast path (concatenated ids) is the one under test

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from instructpt import mix_stage
 from instructpt.cli import main
 from instructpt.executor.local import TEST_DELAY_ENV
-from instructpt.mix import MixConfig, SourceSpec, run_mix
-from instructpt.output import stage_of
-from instructpt.templify_run import run_templify
+from instructpt.io.output import stage_of
+from instructpt.mixing import stage as mix_stage
+from instructpt.mixing.mix import run_mix
+from instructpt.mixing.recipes import MixConfig, SourceSpec
+from instructpt.templating.stage import run_templify
 
 from .test_pipeline import config, make_corpus, run, snapshot
 
@@ -100,7 +101,8 @@ def test_mix_killed_mid_run_resumes_byte_identical_without_redoing_shards(tmp_pa
     run_templify(synth, tmp_path / "aug", progress=False, **quiet())
     clean = run_mix(mix_config(tmp_path, tmp_path / "aug", tok_json, "clean"), **quiet())
     crashy = tmp_path / "crashy"
-    script = ("import json, sys; from instructpt.mix import MixConfig, SourceSpec, run_mix; "
+    script = ("import json, sys; from instructpt.mixing.mix import run_mix; "
+              "from instructpt.mixing.recipes import MixConfig, SourceSpec; "
               "d = json.loads(sys.argv[1]); d['sources'] = [SourceSpec(**s) for s in d['sources']]; "
               "run_mix(MixConfig(**d))")  # fmt: skip
     settings = json.dumps(asdict(mix_config(tmp_path, tmp_path / "aug", tok_json, "crashy")))

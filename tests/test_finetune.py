@@ -9,7 +9,7 @@ import pytest
 from instructpt.finetune.data import ConvertStats, Fields, FtRecord, convert_row, convert_rows
 from instructpt.finetune.evaluate import evaluate_synthesizer, exact_match, groundedness, token_f1
 from instructpt.finetune.train import IGNORE, build_sequences, example_text
-from instructpt.format import Pair, parse_pairs
+from instructpt.synthesis.format import Pair, parse_pairs
 
 F = Fields()
 NLI_Q = 'Does the passage support this statement: "H."?\nOptions:\n- yes\n- it is not possible to tell\n- no'
@@ -46,7 +46,7 @@ def test_convert_row(kind, row, expected):
 
 
 def test_converted_pairs_follow_the_wire_conventions():
-    from instructpt.templify import classify
+    from instructpt.synthesis.classify import classify
 
     mc = convert_row(
         {"context": "C.", "question": "Q?", "options": ["a", "b"], "label": 1}, "multiple-choice", F
@@ -158,7 +158,7 @@ def test_training_lowers_the_loss_and_the_model_loads_in_the_hf_engine(tmp_path,
     from instructpt.cli import main
     from instructpt.engines import EngineOptions, create_engine
     from instructpt.engines.base import Request
-    from instructpt.format import build_prompt
+    from instructpt.synthesis.format import build_prompt
 
     data = tmp_path / "ft"
     data.mkdir()

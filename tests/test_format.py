@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from instructpt.format import (
+from instructpt.synthesis.format import (
     DROP_DUPLICATE,
     DROP_EMPTY_RESPONSE,
     DROP_MULTIPLE_ANS,

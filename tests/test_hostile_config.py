@@ -23,13 +23,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from instructpt import mix as mix_module
-from instructpt import output as output_module
 from instructpt.cli import main
 from instructpt.config import load_config
 from instructpt.errors import UsageError
-from instructpt.mix import MixConfig, SourceData, SourceSpec, load_recipe, plan, run_mix
-from instructpt.output import write_atomic
+from instructpt.io import files as files_module
+from instructpt.io.files import write_atomic
+from instructpt.mixing import mix as mix_module
+from instructpt.mixing import tokenize as tokenize_module
+from instructpt.mixing.mix import plan, run_mix
+from instructpt.mixing.recipes import MixConfig, SourceSpec, load_recipe
+from instructpt.mixing.tokenize import SourceData
 
 from .test_mix import mistral_style, texts, write_texts  # noqa: F401 (fixture)
 
@@ -253,7 +256,7 @@ def full_disk_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any
 
 
 def test_disk_full_in_write_atomic_names_path_and_size(tmp_path, monkeypatch):
-    monkeypatch.setattr(output_module, "open", full_disk_open, raising=False)
+    monkeypatch.setattr(files_module, "open", full_disk_open, raising=False)
     target = tmp_path / "data" / "part-00000.parquet"
     with pytest.raises(UsageError) as info:
         write_atomic(target, b"x" * 12345)
@@ -266,7 +269,8 @@ def test_disk_full_in_write_atomic_names_path_and_size(tmp_path, monkeypatch):
 def test_disk_full_while_mixing_is_one_line(tmp_path, monkeypatch, mistral_style):  # noqa: F811
     a = write_texts(tmp_path / "a.jsonl", texts(20, 1))
     r = write_texts(tmp_path / "r.jsonl", texts(20, 2))
-    monkeypatch.setattr(mix_module, "open", full_disk_open, raising=False)
+    for module in (tokenize_module, mix_module):  # tokenizing writes first, then the mix
+        monkeypatch.setattr(module, "open", full_disk_open, raising=False)
     out = tmp_path / "out"
     config = MixConfig([SourceSpec("aug", [str(a)]), SourceSpec("raw", [str(r)])], str(out),
                        str(mistral_style), format="jsonl", workers=1)  # fmt: skip
@@ -292,7 +296,7 @@ def _mix_into(target: str, tmp: Path, tokenizer: Path) -> None:
 
 
 def _templify_into(target: str, tmp: Path, tokenizer: Path) -> None:
-    from instructpt.templify_run import run_templify
+    from instructpt.templating.stage import run_templify
 
     run_templify(_fake_synthesize_output(tmp / "synth"), target, log=lambda m: None, progress=False)
 
@@ -331,7 +335,7 @@ def test_output_that_is_a_file_is_one_line(tmp_path, mistral_style, stage, where
 ENCODER_SCRIPT = textwrap.dedent(
     """
     import itertools, sys, time
-    from instructpt.mix import Encoder, TargetTokenizer
+    from instructpt.mixing.tokenize import Encoder, TargetTokenizer
 
     if __name__ == "__main__":
         tok = TargetTokenizer("t", open(sys.argv[1]).read(), "<s>", "</s>", 600)

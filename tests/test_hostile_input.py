@@ -18,10 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from instructpt.cli import main
-from instructpt.corpus import CorpusReader, read_corpus
-from instructpt.format import reading_material
+from instructpt.io.corpus import CorpusReader, read_corpus
 from instructpt.records import Document, Reject, entry_id
-from instructpt.rounds import BatchResult, RoundSettings, fit_documents, split_to_fit, synthesize_batch
+from instructpt.synthesis.fitting import fit_documents, split_to_fit
+from instructpt.synthesis.format import reading_material
+from instructpt.synthesis.rounds import BatchResult, RoundSettings, synthesize_batch
 from instructpt.tokenization import Tokenizer
 
 from .test_pipeline import config, run
@@ -329,7 +330,7 @@ def test_truncate_and_skip_never_tokenize_the_whole_document(tokenizer, mode):
 
 def reference_split_to_fit(text, tokenizer, budget, first_only=False):
     """split_to_fit as it was before windows (quadratic), to pin its output."""
-    from instructpt.format import CON_CLOSE
+    from instructpt.synthesis.format import CON_CLOSE
 
     paragraph, line, sentence, space = (re.compile(p) for p in (r"\n\s*\n", r"\n", r"(?<=[.!?])\s+", r"\s+"))
 
@@ -438,7 +439,7 @@ def test_skipped_files_are_named_in_a_warning_and_the_summary(tmp_path, scripted
     for name in ("table.csv", "table.tsv", "README"):
         (folder / name).write_text("x\n")
     logs: list[str] = []
-    from instructpt.pipeline import run_synthesis
+    from instructpt.synthesis.stage import run_synthesis
 
     summary = run_synthesis(
         config(tmp_path, inputs=[str(folder)]), lambda: scripted(lambda p: "<QUE> q <ANS> a </END>"),

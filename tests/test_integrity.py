@@ -19,9 +19,10 @@ from click.testing import CliRunner
 
 from instructpt.cli import main
 from instructpt.errors import UsageError
-from instructpt.mix import MixConfig, SourceSpec, run_mix
-from instructpt.rounds import RoundSettings
-from instructpt.templify_run import run_templify
+from instructpt.mixing.mix import run_mix
+from instructpt.mixing.recipes import MixConfig, SourceSpec
+from instructpt.synthesis.rounds import RoundSettings
+from instructpt.templating.stage import run_templify
 
 from .test_pipeline import config, make_corpus, run, snapshot
 

@@ -25,7 +25,7 @@ if not CONVERTER.is_file():
 
 from instructpt.engines import EngineOptions, create_engine  # noqa: E402
 from instructpt.engines.base import Request  # noqa: E402
-from instructpt.format import build_prompt  # noqa: E402
+from instructpt.synthesis.format import build_prompt  # noqa: E402
 
 from .conftest import EXAMPLES  # noqa: E402
 

@@ -12,8 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from instructpt.errors import UsageError
-from instructpt.mix import MixConfig, SourceSpec, TargetTokenizer, domain_recipe, pack, plan_source, run_mix
-from instructpt.token_formats import megatron_index
+from instructpt.mixing.formats import megatron_index
+from instructpt.mixing.mix import pack, plan_source, run_mix
+from instructpt.mixing.recipes import MixConfig, SourceSpec, domain_recipe
+from instructpt.mixing.tokenize import TargetTokenizer
 
 WORDS = "river lake water city report market price study growth energy climate team season court".split()
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from instructpt.errors import UsageError
-from instructpt.model_eval import SUITES, markdown_table, resolve_suite
+from instructpt.finetune.model_eval import SUITES, markdown_table, resolve_suite
 
 
 def test_named_suites_follow_the_paper():

@@ -12,7 +12,7 @@ from instructpt.engines.base import Request
 from instructpt.engines.openai import OpenAIEngine
 from instructpt.engines.rules import respond
 from instructpt.errors import UsageError
-from instructpt.format import build_prompt
+from instructpt.synthesis.format import build_prompt
 
 from .test_pipeline import make_corpus, snapshot
 
@@ -85,7 +85,7 @@ def test_prompts_go_as_token_ids_with_greedy_settings(servers, tokenizer):
 
 
 def test_a_failing_endpoint_is_retried_elsewhere_with_identical_output(servers, tokenizer, tmp_path):
-    from instructpt.pipeline import SynthesisConfig, run_synthesis
+    from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
 
     good, _ = servers()
     bad, bad_seen = servers(fail=True)
@@ -116,7 +116,7 @@ def test_model_and_context_mismatch_are_clear_errors(servers, tokenizer):
 
 def test_async_scheduler_and_sync_batches_write_the_same_bytes(servers, tokenizer, tmp_path):
     from instructpt.engines.base import Engine
-    from instructpt.pipeline import SynthesisConfig, run_synthesis
+    from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
 
     url, _ = servers()
     corpus = make_corpus(tmp_path / "corpus.jsonl", n=30)
@@ -134,7 +134,7 @@ def test_async_scheduler_and_sync_batches_write_the_same_bytes(servers, tokenize
                                  engine="openai", shard_size=7, rounds=RoundSettings(rounds=3))  # fmt: skip
         run_synthesis(config, lambda: engine, progress=False, log=lambda m: None)
 
-    from instructpt.rounds import RoundSettings
+    from instructpt.synthesis.rounds import RoundSettings
 
     run("async", OpenAIEngine([url], "tiny", tokenizer, concurrency=3))
     run("sync", SyncOnly(OpenAIEngine([url], "tiny", tokenizer)))
@@ -150,14 +150,13 @@ def test_text_prompts_on_transformers_serve_match_the_hf_engine(tiny_model, tmp_
     import shutil
     import socket
     import subprocess
+    import sys
     import time
+    from pathlib import Path
 
     import httpx
 
     from instructpt.engines import EngineOptions, create_engine
-
-    import sys
-    from pathlib import Path
 
     # The venv's bin folder is not on PATH when pytest runs as .venv/bin/python -m pytest.
     beside = Path(sys.executable).parent / "transformers"

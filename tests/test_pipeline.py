@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from instructpt.errors import UsageError
-from instructpt.format import CON_CLOSE, CON_OPEN, Pair, serialize_pairs
-from instructpt.pipeline import SynthesisConfig, iter_shards, run_synthesis, synthesize
 from instructpt.records import Document, Reject
-from instructpt.rounds import RoundSettings
+from instructpt.synthesis.format import CON_CLOSE, CON_OPEN, Pair, serialize_pairs
+from instructpt.synthesis.rounds import RoundSettings
+from instructpt.synthesis.stage import SynthesisConfig, iter_shards, run_synthesis, synthesize
 
 
 def respond(prompt: str) -> str:

@@ -57,7 +57,7 @@ def write_synthesize(folder: Path, rows: list[dict], fmt: str = "jsonl", complet
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from instructpt.output import arrow_schema
+        from instructpt.io.output import arrow_schema
 
         pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(False)), shard)
     rejected = rejected or {}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from instructpt.errors import UsageError
-from instructpt.format import CON_CLOSE, CON_OPEN, Pair, parse_pairs, serialize_pairs
 from instructpt.records import Document
-from instructpt.rounds import RoundSettings, split_to_fit, synthesize_batch, synthesize_batch_async
+from instructpt.synthesis.fitting import split_to_fit
+from instructpt.synthesis.format import CON_CLOSE, CON_OPEN, Pair, parse_pairs, serialize_pairs
+from instructpt.synthesis.rounds import RoundSettings, synthesize_batch, synthesize_batch_async
 
 
 def docs(n: int, words: int = 6) -> list[Document]:

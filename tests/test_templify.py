@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instructpt.format import Pair, parse_pairs
-from instructpt.templates import FAMILIES, TemplateError, validate
-from instructpt.templify import MODES_MANY_PAIRS, PairView, TemplifyStats, classify, templify
+from instructpt.synthesis.classify import PairView, classify
+from instructpt.synthesis.format import Pair, parse_pairs
+from instructpt.templating.render import MODES_MANY_PAIRS, templify
+from instructpt.templating.stats import TemplifyStats
+from instructpt.templating.templates import FAMILIES, TemplateError, validate
 
 from .conftest import load_fixture_generations
 

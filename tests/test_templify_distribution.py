@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from instructpt.format import DROP_MULTIPLE_QUE, parse_generation
-from instructpt.templates import PER_TEXT_FAMILIES, resolve
-from instructpt.templify import BARE_RATE, AugmentedText, TemplifyStats, classify, templify
+from instructpt.synthesis.classify import classify
+from instructpt.synthesis.format import DROP_MULTIPLE_QUE, parse_generation
+from instructpt.templating.render import BARE_RATE, AugmentedText, templify
+from instructpt.templating.stats import TemplifyStats
+from instructpt.templating.templates import PER_TEXT_FAMILIES, resolve
 from instructpt.testing import scripted_pairs
 
 CORPUS = Path(__file__).parent.parent / "examples" / "corpus.jsonl"
@@ -38,7 +40,7 @@ def rendered() -> tuple[list[dict], list[AugmentedText], TemplifyStats]:
 
 
 def views_of(row: dict) -> list:
-    from instructpt.format import Pair
+    from instructpt.synthesis.format import Pair
 
     views = [classify(Pair(p["instruction"], p["response"])) for p in row["pairs"]]
     return [v for v in views if not isinstance(v, str)]

@@ -15,7 +15,7 @@ pytest.importorskip("vllm", reason="vllm is not installed here; `make test-vllm`
 
 from instructpt.engines import EngineOptions, create_engine  # noqa: E402
 from instructpt.engines.base import Request  # noqa: E402
-from instructpt.format import build_prompt  # noqa: E402
+from instructpt.synthesis.format import build_prompt  # noqa: E402
 
 from .conftest import EXAMPLES  # noqa: E402
 from .test_pipeline import make_corpus, snapshot  # noqa: E402
@@ -54,8 +54,8 @@ def test_same_greedy_generations_as_the_hf_engine(engines):
 
 
 def test_barrier_free_vllm_run_writes_the_bytes_of_a_round_by_round_hf_run(engines, tmp_path):
-    from instructpt.pipeline import SynthesisConfig, run_synthesis
-    from instructpt.rounds import RoundSettings
+    from instructpt.synthesis.rounds import RoundSettings
+    from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
 
     vllm_engine, hf_engine = engines
     corpus = make_corpus(tmp_path / "corpus.jsonl", n=24)

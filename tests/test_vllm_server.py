@@ -21,7 +21,7 @@ pytest.importorskip("vllm", reason="vllm is not installed here; `make test-vllm`
 from instructpt.engines import EngineOptions, create_engine  # noqa: E402
 from instructpt.engines.base import Request  # noqa: E402
 from instructpt.engines.openai import OpenAIEngine  # noqa: E402
-from instructpt.format import build_prompt  # noqa: E402
+from instructpt.synthesis.format import build_prompt  # noqa: E402
 
 from .conftest import EXAMPLES  # noqa: E402
 

@@ -1,26 +1,54 @@
 """instructpt: Instruction Pre-Training end to end (Cheng et al., EMNLP 2024).
 
-The core (this package without its engines) imports no torch: formats, rounds,
-corpus I/O and the pipeline run anywhere; model backends load lazily.
+The public API: one function per stage (`synthesize`, `templify`, `mix`) and `run` for all of
+them, their settings models, the record types, and what an engine needs (`Engine`,
+`register_engine`, `from_function`); everything else lives in submodules
+(docs/architecture.md). The core imports no torch: model backends load lazily, and so do the
+settings models and `mix`/`run` (pydantic, numpy, tokenizers) on first use.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .engines.base import Completion, Engine, Request  # noqa: E402
-from .engines.function import FunctionEngine, from_function  # noqa: E402
-from .engines.registry import EngineOptions, create_engine, register_engine  # noqa: E402
-from .errors import UsageError  # noqa: E402
-from .format import Pair, build_prompt, parse_generation, parse_pairs, serialize_example  # noqa: E402
-from .pipeline import SynthesisConfig, run_synthesis, synthesize  # noqa: E402
-from .records import Document, Entry, Reject  # noqa: E402
-from .rounds import RoundSettings, synthesize_batch  # noqa: E402
-from .templify import AugmentedText, templify  # noqa: E402
-from .tokenization import Tokenizer, load_tokenizer  # noqa: E402
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .engines.base import Completion, Engine, Request
+from .engines.function import from_function
+from .engines.registry import register_engine
+from .errors import UsageError
+from .records import Document, Entry, Reject
+from .synthesis.stage import synthesize
+from .templating.render import AugmentedText, templify
+
+if TYPE_CHECKING:
+    from .config import MixSettings, RunConfig, SynthesizeSettings, TemplifySettings
+    from .workflow import mix, run
+
+_LAZY = {
+    "SynthesizeSettings": "config",
+    "TemplifySettings": "config",
+    "MixSettings": "config",
+    "RunConfig": "config",
+    "mix": "workflow",
+    "run": "workflow",
+}
 
 __all__ = [
-    "AugmentedText", "Completion", "Document", "Engine", "EngineOptions", "Entry", "FunctionEngine", "Pair",
-    "Reject", "Request", "RoundSettings", "SynthesisConfig", "Tokenizer", "UsageError",
-    "build_prompt", "create_engine", "from_function", "load_tokenizer", "parse_generation",
-    "parse_pairs", "register_engine", "run_synthesis", "serialize_example", "synthesize",
-    "synthesize_batch", "templify",
+    "AugmentedText", "Completion", "Document", "Engine", "Entry", "MixSettings", "Reject", "Request",
+    "RunConfig", "SynthesizeSettings", "TemplifySettings", "UsageError", "__version__", "from_function",
+    "mix", "register_engine", "run", "synthesize", "templify",
 ]  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

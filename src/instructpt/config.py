@@ -30,11 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .engines.options import EngineOptions
 from .engines.registry import EngineSpec, registry
 from .errors import UsageError
-from .mix import MixConfig, SourceSpec, domain_recipe, scratch_recipe
-from .output import safe_name
-from .pipeline import SynthesisConfig
-from .rounds import RoundSettings
-from .templify_run import run_templify
+from .io.files import safe_name
+from .mixing.recipes import MixConfig, SourceSpec, domain_recipe, scratch_recipe
+from .synthesis.rounds import RoundSettings
+from .synthesis.stage import SynthesisConfig
+from .templating.stage import run_templify
 
 
 class UniqueKeyLoader(yaml.SafeLoader):

@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from .format import Pair
+from .synthesis.format import Pair
 
 
 def content_id(text: str) -> str:

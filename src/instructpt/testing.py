@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from .format import Pair as _Pair
-from .format import build_prompt, serialize_pairs
+from .synthesis.format import Pair as _Pair
+from .synthesis.format import build_prompt, serialize_pairs
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from .engines import engines
 from .evaluate import evaluate
 from .finetune import eval_synthesizer, ft_data, train_synthesizer

@@ -49,7 +49,7 @@ def evaluate(model: str, compare: str | None, suite: str, data_dir: str | None, 
              output: str) -> None:  # fmt: skip
     """Score MODEL on an lm-evaluation-harness suite of the paper's tasks; with --compare, score
     both models and print them side by side."""
-    from ..model_eval import evaluate_model, markdown_table, write_scores
+    from ..finetune.model_eval import evaluate_model, markdown_table, write_scores
 
     size: int | str = int(batch_size) if batch_size.isdigit() else batch_size
     lim = int(limit) if limit is not None and limit >= 1 else limit

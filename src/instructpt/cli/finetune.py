@@ -62,7 +62,7 @@ def convert(source: str, kind: str, dataset: str | None, context_field: str, que
     """Convert SOURCE (JSONL, JSON list or Parquet) into synthesizer fine-tuning records:
     {context, pairs: [{instruction, response}], dataset, kind}, in the SPEC §2 conventions."""
     from ..finetune.data import ConvertStats, Fields, convert_rows, read_rows
-    from ..output import inside, write_atomic
+    from ..io.files import inside, write_atomic
 
     name = dataset or Path(source).name.split(".")[0]
     target = inside(Path(output), f"{name}.jsonl")  # --dataset is user text: never a path
@@ -155,7 +155,7 @@ def eval_synthesizer(model: str, data: str, output: str, engine: str, max_model_
     from ..engines.registry import EngineOptions, create_engine
     from ..finetune.data import load_records
     from ..finetune.evaluate import evaluate_synthesizer, summary_text
-    from ..output import write_atomic, write_json
+    from ..io.files import write_atomic, write_json
 
     records = load_records(data)[:limit]
     with create_engine(engine, EngineOptions(model=model, max_model_len=max_model_len)) as backend:

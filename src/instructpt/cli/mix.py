@@ -48,7 +48,8 @@ def mix(augmented: tuple[str, ...], output: str, overwrite: bool, verify: bool, 
     tokens, sampled to the recipe's token ratio, shuffled, and written with a manifest of
     documents and tokens per source and the achieved ratio.
     """
-    from ..mix import load_recipe, run_mix
+    from ..mixing.mix import run_mix
+    from ..mixing.recipes import load_recipe
 
     recipe = values.pop("recipe")
     builtin = recipe in ("scratch", "domain")

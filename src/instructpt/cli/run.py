@@ -40,7 +40,7 @@ def run(config_path: str, overrides: tuple[str, ...], rebuild: bool, verify: boo
     same command after a crash.
     """
     from ..config import load_config
-    from ..run import run_pipeline
+    from ..workflow import run_pipeline
 
     config = load_config(config_path, list(overrides))
     results = run_pipeline(config, rebuild=rebuild, progress=progress, verify=verify)

@@ -20,7 +20,7 @@ from ..engines.openai import OpenAIOptions
 from ..engines.options import parse_assignments
 from ..engines.registry import create_engine
 from ..engines.vllm import VLLMOptions
-from ..pipeline import run_synthesis
+from ..synthesis.stage import run_synthesis
 from .common import user_errors
 from .options import settings_from_flags, settings_options
 
@@ -172,7 +172,7 @@ def synthesize(
         engine_name, output, overwrite=overwrite, verify=verify, rebuild=rebuild
     )
     if executor == "ray":
-        from ..ray_executor import run_ray
+        from ..synthesis.ray import run_ray
 
         summary = run_ray(config, engine_name, options, num_workers=num_workers, progress=progress,
                           gpus_per_worker=gpus_per_worker, max_retries=max_retries)  # fmt: skip

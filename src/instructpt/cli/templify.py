@@ -42,7 +42,7 @@ def templify(source: str, output: str, seed: int, format: str, overwrite: bool, 
     Linked entries of a chain become one multi-shot text; an entry without usable pairs
     becomes its raw document. Every document appears verbatim in exactly one text.
     """
-    from ..templify_run import run_templify
+    from ..templating.stage import run_templify
 
     summary = run_templify(source, output, seed=seed, fmt=format, overwrite=overwrite, progress=progress,
                            verify=verify, **worker_args(executor, num_workers, worker_index))  # fmt: skip

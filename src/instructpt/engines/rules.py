@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..format import CON_CLOSE, CON_OPEN, Pair, serialize_pairs
+from ..synthesis.format import CON_CLOSE, CON_OPEN, Pair, serialize_pairs
 from .function import FunctionEngine, load_tokenizer_for
 from .options import DEFAULT_MAX_MODEL_LEN
 

@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import UsageError
-from ..output import SHARDS_DIR, check_run, marker_problem, read_json_or_none, write_json
+from ..io.files import read_json_or_none, write_json
+from ..io.integrity import check_run, marker_problem
+from ..io.output import SHARDS_DIR
 from .progress import Progress
 from .stage import Stage
 

@@ -7,16 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..output import MANIFEST, SHARDS_DIR, OutputDir, check_run, read_json_or_none, stage_of
+from ..io.files import read_json_or_none
+from ..io.integrity import check_run
+from ..io.output import MANIFEST, SHARDS_DIR, OutputDir, stage_of
 from ..records import Counts
 from .local import Log, finish, shard_count
 from .stage import Stage
 
 # stage name -> "module:function" rebuilding a Stage from its folder's manifest (for merge).
 REOPEN = {
-    "synthesize": "instructpt.pipeline:reopen_stage",
-    "templify": "instructpt.templify_run:reopen_stage",
-    "mix": "instructpt.mix_stage:reopen_stage",
+    "synthesize": "instructpt.synthesis.stage:reopen_stage",
+    "templify": "instructpt.templating.stage:reopen_stage",
+    "mix": "instructpt.mixing.stage:reopen_stage",
 }
 NOT_OURS = "is not an `instructpt synthesize` output folder, nor a templify or mix one"
 

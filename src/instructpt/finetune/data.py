@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..format import COT_ANSWER_MARKER, COT_MARKER, OPTIONS_MARKER, Pair
+from ..synthesis.format import COT_ANSWER_MARKER, COT_MARKER, OPTIONS_MARKER, Pair
 
 KINDS = ("extractive", "abstractive", "multiple-choice", "cot", "yes-no", "nli", "collection")
 NLI_OPTIONS = ("yes", "it is not possible to tell", "no")
@@ -201,7 +201,7 @@ def convert_rows(rows: Iterable[dict[str, Any]], kind: str, dataset: str, f: Fie
 
 def read_rows(path: str | Path) -> Iterator[dict[str, Any]]:
     """Rows of a JSONL (plain/.gz/.zst), .json list, or Parquet file, streamed."""
-    from ..corpus import _open_binary
+    from ..io.corpus import _open_binary
 
     path = Path(path)
     if not path.is_file():

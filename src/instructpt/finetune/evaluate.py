@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..engines.base import Engine, Request
-from ..format import ANS, END, QUE, parse_generation, reading_material
+from ..synthesis.format import ANS, END, QUE, parse_generation, reading_material
 from .data import FtRecord
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -74,7 +74,7 @@ def _generate(engine: Engine, prompts: list[str], max_new_tokens: int) -> list[s
 def evaluate_synthesizer(records: Sequence[FtRecord], engine: Engine, max_new_tokens: int = 400,
                          response_tokens: int = 128) -> dict[str, Any]:  # fmt: skip
     """Both evaluations on `records` with `engine`; returns the JSON report."""
-    from ..templify import classify
+    from ..synthesis.classify import classify
 
     budget = engine.max_model_len - max(max_new_tokens, response_tokens)
     lengths = engine.tokenizer.encode_batch([reading_material(r.context) for r in records])

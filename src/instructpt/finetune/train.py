@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..format import EOS, reading_material, serialize_pairs
+from ..synthesis.format import EOS, reading_material, serialize_pairs
 from .data import FtRecord
 
 IGNORE = -100

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..output import write_atomic
+from ..io.files import write_atomic
 from .alerts import (
     DUPLICATE_INSTRUCTION_SHARE_MAX,
     HIT_MAX_NEW_TOKENS_SHARE_MAX,

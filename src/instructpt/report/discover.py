@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, first_line
-from ..output import MANIFEST
+from ..io.output import MANIFEST
 
 STAGES = ("synthesize", "templify", "mix")
 

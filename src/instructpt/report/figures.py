@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..format import Pair
-from ..output import SUMMARY
+from ..io.output import SUMMARY
+from ..synthesis.format import Pair
 from .read import batches, cut, read_json, shard_files
 
 TOP_OPENINGS = 20
@@ -113,7 +113,7 @@ def synthesize_figures(
     does not count against the format; it is measured instead by the duplicate-instruction
     share across the whole corpus.
     """
-    from ..templify import classify
+    from ..synthesis.classify import classify
 
     settings = manifest.get("settings", {})
     summary = read_json(folder / SUMMARY) or {}
@@ -252,8 +252,8 @@ def synthesize_figures(
 def templify_figures(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     summary = read_json(folder / SUMMARY)
     if summary is None:  # an unfinished run: add up the recorded shards' stats
-        from ..templify import TemplifyStats
-        from ..templify_run import stats_from_json
+        from ..templating.stage import stats_from_json
+        from ..templating.stats import TemplifyStats
 
         total = TemplifyStats()
         for shard in (manifest.get("shards") or {}).values():

@@ -182,7 +182,7 @@ def render(analysis: Mapping[str, Any], charts: list[dict[str, Any]], plotly_js:
     env = environment()
     from markupsafe import Markup  # installed with jinja2
 
-    from .. import __version__
+    from .._version import __version__
 
     figures, alerts, sample = analysis["figures"], analysis["alerts"], analysis["sample"]
     alert_ids = [a["id"] for a in alerts]

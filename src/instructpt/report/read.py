@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, first_line
-from ..output import MANIFEST
+from ..io.output import MANIFEST
 
 BATCH_ROWS = 1024
 SAMPLE_TEXT_CHARS = 20_000  # longer texts are cut in the page (their length is stated)

@@ -13,32 +13,24 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
-from .executor import BaseStage, ShardResult
-from .executor.local import stderr_log
-from .mix import (
+from ..errors import UsageError
+from ..executor import BaseStage, ShardResult
+from ..executor.local import stderr_log
+from ..io.files import write_atomic
+from ..io.integrity import check_run, marker_files
+from ..io.output import DATA_DIR, MANIFEST, SCRATCH_DIR, SHARDS_DIR, OutputDir
+from .mix import _plan_and_write
+from .recipes import MixConfig, SourceSpec
+from .tokenize import (
     TOKENS,
     Encoder,
-    MixConfig,
     SourceData,
-    SourceSpec,
     TargetTokenizer,
     _Blobs,
     _hash,
     _Parts,
-    _plan_and_write,
     source_files,
     tokenize_shard,
-)
-from .output import (
-    DATA_DIR,
-    MANIFEST,
-    SCRATCH_DIR,
-    SHARDS_DIR,
-    OutputDir,
-    check_run,
-    marker_files,
-    write_atomic,
 )
 
 STAGE = "mix"

@@ -4,7 +4,7 @@ Three passes, memory bounded by a batch plus a few numbers per document:
 
 1. **Tokenize** every source once: each text is wrapped in the target model's BOS/EOS *as
    text* and tokenized without adding special tokens (SPEC §5), batched, in worker
-   processes. Each input file is one executor shard (mix_stage.py): its token ids, lengths,
+   processes. Each input file is one executor shard (stage.py): its token ids, lengths,
    ids and texts go to scratch files in out/.work/tokens with a completion marker, so a
    crash, static workers or Ray redo no finished file. Plan, shuffle and write run once
    every shard is done.
@@ -17,7 +17,7 @@ Three passes, memory bounded by a batch plus a few numbers per document:
    documents). Sources without a weight are kept whole. Then all chosen documents are
    shuffled together with the seed.
 3. **Write** in that order: text shards, a Hugging Face dataset, or tokenized shards
-   (Megatron `.bin/.idx`, OLMo `.npy` + `.csv.gz`; see token_formats.py).
+   (Megatron `.bin/.idx`, OLMo `.npy` + `.csv.gz`; see formats.py).
 
 Packing (`--pack`, hf and megatron): documents are concatenated in shuffled order into one
 stream, cut into rows of exactly `seq_len` tokens; a document that crosses a row boundary
@@ -29,456 +29,31 @@ seq_len - 1 tokens of the whole corpus and no padding.
 from __future__ import annotations
 
 import json
-import math
-import multiprocessing
-import os
 import shutil
 import sys
-from array import array
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-from .corpus import CorpusReader, expand_inputs, file_size
-from .errors import SettingsChanged, UsageError
-from .executor import check_worker, execute, lock_name
-from .output import (
-    MANIFEST,
-    NO_SPACE,
-    SCRATCH_DIR,
-    DamagedData,
+from ..errors import SettingsChanged, UsageError
+from ..executor import check_worker, execute, lock_name
+from ..io.corpus import file_size
+from ..io.files import (
     DiskFull,
-    OutputDir,
-    check_inputs,
-    check_run,
-    commit_file,
-    disk_full,
-    make_folder,
-    marker_files,
-    safe_name,
     write_atomic,
     write_json,
 )
-from .records import Document, Reject
-from .token_formats import token_dtype, write_megatron, write_olmo
+from ..io.integrity import check_inputs
+from ..io.output import SCRATCH_DIR, OutputDir
+from .formats import token_dtype, write_megatron, write_olmo
+from .recipes import MixConfig
+from .tokenize import SourceData, TargetTokenizer, _hash, _run_digest, source_files
 
 MIX_FORMATS = ("parquet", "jsonl", "hf", "megatron", "olmo")
 PACKABLE = ("hf", "megatron")
-OPENORCA_FIELDS = ("question", "response")  # its system_prompt column is dropped
-
-
-@dataclass
-class SourceSpec:
-    """One input of a mix."""
-
-    name: str
-    paths: list[str]
-    weight: float | None = None  # token-ratio weight; None: every document exactly once
-    text_field: str = "text"
-    response_field: str | None = None  # instruction data: text = question + " " + response
-    id_field: str = "id"
-
-    def __post_init__(self) -> None:
-        """Recipes are user text: the name becomes part of file names (output.SAFE_NAME), and
-        a wrong type is a one-line error here rather than a traceback later."""
-        safe_name(self.name, "source name")
-        if not (isinstance(self.paths, list) and self.paths and all(isinstance(p, str) for p in self.paths)):
-            raise UsageError(f"source {self.name!r}: paths must be a non-empty list of file or folder names")
-        w = self.weight
-        if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)
-                              or w <= 0):  # fmt: skip
-            raise UsageError(f"source {self.name!r}: weight must be a positive number, got {w!r}")
-        for key in ("text_field", "id_field", "response_field"):
-            value = getattr(self, key)
-            if not isinstance(value, str) and not (key == "response_field" and value is None):
-                raise UsageError(f"source {self.name!r}: {key} must be a string, got {value!r}")
-
-
-@dataclass
-class MixConfig:
-    sources: list[SourceSpec]
-    output: str
-    tokenizer: str
-    recipe: str = "custom"
-    format: str = "parquet"
-    seq_len: int = 4096
-    pack: bool = False
-    seed: int = 0
-    upsample: bool = True
-    workers: int = 0  # 0: one per CPU core
-    shard_tokens: int = 100_000_000
-    bos_text: str | None = None  # default: the tokenizer's BOS token
-    eos_text: str | None = None  # default: the tokenizer's EOS token
-    overwrite: bool = False
-    verify: bool = False  # hash every raw input (instructpt folders' shards are always hashed)
-    rebuild: bool = False  # recompute a finished mix whose inputs changed, instead of refusing
-    allow_partial: bool = False  # mix the intact shards of unfinished/damaged runs, saying what is left out
-
-
-def scratch_recipe(
-    augmented: Sequence[str], raw: Sequence[str], text_field: str = "text"
-) -> list[SourceSpec]:
-    """Pre-training from scratch: instruction-augmented texts + the unchanged raw texts."""
-    return [SourceSpec("augmented", list(augmented)), SourceSpec("raw", list(raw), text_field=text_field)]
-
-
-def domain_recipe(
-    augmented: Sequence[str], general: Sequence[str], ratio: str = "1:1",
-    question_field: str = OPENORCA_FIELDS[0], response_field: str = OPENORCA_FIELDS[1],
-) -> list[SourceSpec]:  # fmt: skip
-    """Domain-adaptive: augmented texts and general instructions, `ratio` in target tokens."""
-    a, g = parse_ratio(ratio)
-    return [
-        SourceSpec("augmented", list(augmented), weight=a),
-        SourceSpec(
-            "general", list(general), weight=g, text_field=question_field, response_field=response_field
-        ),
-    ]
-
-
-def parse_ratio(ratio: str) -> tuple[float, float]:
-    try:
-        a, g = (float(x) for x in ratio.split(":"))
-    except ValueError:
-        raise UsageError(f"--ratio must look like 1:1 or 2:1, got {ratio!r}") from None
-    if a <= 0 or g <= 0:
-        raise UsageError(f"--ratio parts must be positive, got {ratio!r}")
-    return a, g
-
-
-def load_recipe(path: str | Path) -> list[SourceSpec]:
-    """A custom recipe: {"sources": [{"name", "paths", "weight"?, "text_field"?, ...}]}."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"recipe file not found: {path}") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read the recipe {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}); save the recipe as UTF-8") from None
-    try:
-        data = json.loads(text, object_pairs_hook=_unique_keys)
-        sources = [SourceSpec(**s) for s in data["sources"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"{path} is not a valid recipe ({exc}); see README 'Custom recipes'") from None
-    if not sources:
-        raise UsageError(f"{path} lists no sources")
-    return sources
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json object_pairs_hook: a key given twice is an error (json.loads keeps the last)."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-# -- tokenization -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TargetTokenizer:
-    """The trained model's tokenizer as `tokenizers` JSON (cheap to ship to workers)."""
-
-    name: str
-    json: str
-    bos_text: str
-    eos_text: str
-    vocab_size: int
-
-    @classmethod
-    def load(cls, source: str, bos_text: str | None = None, eos_text: str | None = None) -> TargetTokenizer:
-        from .tokenization import load_tokenizer
-
-        backend = load_tokenizer(source).backend
-        rust = getattr(backend, "backend_tokenizer", backend)
-        if not hasattr(rust, "to_str"):
-            raise UsageError(f"{source}: mix needs a Hugging Face `tokenizers`-based (fast) tokenizer")
-        bos = bos_text if bos_text is not None else (getattr(backend, "bos_token", None) or "")
-        eos = eos_text if eos_text is not None else getattr(backend, "eos_token", None)
-        if not eos:
-            raise UsageError(f"{source} names no EOS token; pass --eos-text (and --bos-text)")
-        # The largest id + 1, not the number of entries: special ids can sit far above the rest.
-        vocab = max(rust.get_vocab(with_added_tokens=True).values()) + 1
-        return cls(str(source), rust.to_str(), bos, eos, vocab)
-
-    def wrap(self, text: str) -> str:
-        return f"{self.bos_text}{text}{self.eos_text}"
-
-
-_worker_tokenizer: Any = None
-
-
-def _init_worker(tokenizer_json: str) -> None:
-    global _worker_tokenizer
-    from tokenizers import Tokenizer
-
-    _worker_tokenizer = Tokenizer.from_str(tokenizer_json)
-
-
-def _init_pool_worker(tokenizer_json: str, parent: int) -> None:
-    _die_with_parent(parent)
-    _init_worker(tokenizer_json)
-
-
-def _die_with_parent(parent: int) -> None:
-    """End this pool worker as soon as the mix process `parent` ends, even when that one was
-    killed with SIGKILL in the middle of a batch (a worker left alone would finish its batch,
-    minutes of CPU for long documents). Linux: the kernel sends SIGKILL (PR_SET_PDEATHSIG; the
-    pool is created and closed by one thread, which the signal follows). Elsewhere: a thread
-    polls the parent pid."""
-    import signal
-    import threading
-    import time
-
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
-                if os.getppid() != parent:  # the parent died before prctl took effect
-                    os._exit(1)
-                return
-        except (OSError, AttributeError):
-            pass
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
-
-
-def _encode(texts: list[str]) -> tuple[bytes, bytes]:
-    """Token ids (uint32, back to back) and lengths (uint32) of `texts`, no special tokens added."""
-    encodings = _worker_tokenizer.encode_batch(texts, add_special_tokens=False)
-    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.uint32, count=len(encodings))
-    flat = np.fromiter((i for e in encodings for i in e.ids), dtype=np.uint32, count=int(lengths.sum()))
-    return flat.tobytes(), lengths.tobytes()
-
-
-class Encoder:
-    """Batched tokenization in `workers` processes (in-process with Rust threads if 1)."""
-
-    def __init__(self, tokenizer: TargetTokenizer, workers: int) -> None:
-        self.workers = workers or os.cpu_count() or 1
-        self.pool = None
-        if self.workers > 1:
-            ctx = multiprocessing.get_context("spawn")  # fork after Rust threads ran can deadlock
-            env = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)  # inherited by the spawned workers
-            try:
-                self.pool = ctx.Pool(self.workers, _init_pool_worker, (tokenizer.json, os.getpid()))
-            finally:
-                for k, v in saved.items():
-                    os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-        else:
-            _init_worker(tokenizer.json)
-
-    def map(self, batches: Iterator[list[str]]) -> Iterator[tuple[bytes, bytes]]:
-        if self.pool is None:
-            return map(_encode, batches)
-        return self.pool.imap(_encode, batches, chunksize=1)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool.join()
-
-
-# -- scratch store ---------------------------------------------------------------------------
-
-
-def _write_to(handle: IO[Any], data: bytes | str, path: Path) -> None:
-    """handle.write(data); a full disk is a one-line UsageError naming `path` (mix's scratch and
-    rejects files are streamed, not written with write_atomic; run_mix removes them)."""
-    try:
-        handle.write(data)
-    except OSError as exc:
-        if exc.errno in NO_SPACE:
-            raise disk_full(path, len(data)) from None
-        raise
-
-
-class _BlobWriter:
-    """Append-only strings streamed to a file, with their offsets."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.handle = open(path, "wb")
-        self.offsets = array("Q", [0])
-
-    def append(self, text: str) -> None:
-        raw = text.encode("utf-8")
-        _write_to(self.handle, raw, self.path)
-        self.offsets.append(self.offsets[-1] + len(raw))
-
-
-class _Parts:
-    """Documents stored shard by shard: maps a document index of the whole source to its part."""
-
-    def __init__(self, first_docs: Sequence[int]) -> None:
-        self.first = np.asarray(first_docs, dtype=np.int64)  # index of each part's first document
-
-    def locate(self, i: int) -> tuple[int, int]:
-        p = int(np.searchsorted(self.first, i, side="right")) - 1
-        return p, i - int(self.first[p])
-
-
-class _Blobs(_Parts):
-    """Strings read back by document index from per-shard blob files + offsets."""
-
-    def __init__(self, first_docs: Sequence[int], parts: list[tuple[np.memmap | None, np.ndarray]]) -> None:
-        super().__init__(first_docs)
-        self.parts = parts
-
-    def __getitem__(self, i: int) -> str:
-        p, j = self.locate(i)
-        data, offsets = self.parts[p]
-        start, end = int(offsets[j]), int(offsets[j + 1])
-        return bytes(data[start:end]).decode("utf-8") if end > start and data is not None else ""
-
-
-@dataclass
-class SourceData:
-    spec: SourceSpec
-    tokens_path: Path | None = None
-    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint32))
-    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
-    ids: _Blobs | None = None
-    texts: _Blobs | None = None
-    rejects: dict[str, int] = field(default_factory=dict)
-    tokens: list[np.memmap | None] = field(default_factory=list)  # per tokenized shard
-    parts: _Parts = field(default_factory=lambda: _Parts([0]))
-
-    def doc_tokens(self, i: int) -> np.ndarray:
-        p, _ = self.parts.locate(i)
-        tokens = self.tokens[p]
-        assert tokens is not None
-        base = int(self.offsets[self.parts.first[p]])
-        return tokens[int(self.offsets[i]) - base : int(self.offsets[i + 1]) - base]
-
-
-def source_files(path: str, full: bool = False, allow_partial: bool = False,
-                 log: Callable[[str], None] | None = None) -> list:  # fmt: skip
-    """Files of a source: a templify/synthesize output folder means the data shards its markers
-    record, each checked (size + mtime, or hashed with `full`); an unfinished or damaged folder
-    is refused unless `allow_partial` (then its intact shards, and a note to `log`)."""
-    folder = Path(path)
-    if "://" in str(path) or not folder.is_dir() or not (folder / MANIFEST).is_file():
-        return expand_inputs([path])
-    check = check_run(folder, full)
-    if check.manifest is None:
-        raise UsageError(f"{folder / MANIFEST} is unreadable; rerun the command that wrote {folder}")
-    if not check.good and not check.damaged and (folder / "data").is_dir() and check.manifest.get("complete"):
-        return expand_inputs([folder / "data"])  # a run of ours that records no shards
-    if not check.complete:
-        n = check.shard_count if check.shard_count is not None else "?"
-        what = f"{len(check.good)} of {n} shards intact"
-        if check.damaged or check.missing:
-            what += f"; {check.problems()}"
-        if not allow_partial:
-            state = "has damaged shards" if check.damaged else "is not finished"
-            raise DamagedData(f"the run in {folder} {state} ({what}): rerun the command that wrote it, "
-                              "or pass --allow-partial to mix the intact shards")  # fmt: skip
-        if log is not None:
-            log(f"warning: --allow-partial: {folder} is incomplete ({what}); mixing its intact shards only")
-    return [folder / marker["file"] for _, marker in sorted(check.good.items())]
-
-
-def _run_digest(path: str) -> str | None:
-    """For an instructpt output folder: a hash of its intact shards' recorded sha256s."""
-    folder = Path(path)
-    if "://" in str(path) or not (folder / MANIFEST).is_file():
-        return None
-    check = check_run(folder)
-    shas = [sorted((k, r.get("sha256")) for k, r in marker_files(m).items())
-            for _, m in sorted(check.good.items())]  # fmt: skip
-    return _hash(json.dumps(shas))
-
-
-TOKENS = f"{SCRATCH_DIR}/tokens"  # tokenized shards: part-00000.{tokens,lengths,ids,ids.idx,...}
-
-
-def tokenize_shard(spec: SourceSpec, path: Any, checked: bool, encoder: Encoder, tokenizer: TargetTokenizer,
-                   out: OutputDir, index: int, keep_texts: bool, batch_docs: int = 512
-                   ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:  # fmt: skip
-    """Tokenize one input file of `spec` into out/.work/tokens/part-<index>.*; returns the files'
-    records and counts (documents, tokens, rejected.<reason>). `checked`: the file is a shard of
-    one of our runs, so an unreadable one is damage, not a reject."""
-    reader = CorpusReader([path], spec.text_field, spec.id_field, spec.response_field,
-                          reject_duplicate_ids=False)  # fmt: skip
-    folder = out.root / TOKENS
-    make_folder(folder)
-    final = {name: folder / f"part-{index:05d}.{name}" for name in
-             ("tokens", "lengths", "ids", "ids.idx", "texts", "texts.idx", "rejects.jsonl")}  # fmt: skip
-    tmp = {name: p.with_name(f".{p.name}.{os.getpid()}.tmp") for name, p in final.items()}
-    ids = _BlobWriter(tmp["ids"])
-    texts = _BlobWriter(tmp["texts"]) if keep_texts else None
-    rejects_log = open(tmp["rejects.jsonl"], "w")
-    counts: dict[str, int] = {}
-    lengths = array("I")
-
-    def batches() -> Iterator[list[str]]:
-        batch: list[str] = []
-        for item in reader:
-            if isinstance(item, Reject):
-                if item.reason == "unreadable_file" and checked:
-                    raise DamagedData(f"{item.source} cannot be read ({item.detail}); rerun the command "
-                                      "that wrote it")  # fmt: skip
-                counts[f"rejected.{item.reason}"] = counts.get(f"rejected.{item.reason}", 0) + 1
-                line = json.dumps({**item.to_dict(), "source_name": spec.name}) + "\n"
-                _write_to(rejects_log, line, final["rejects.jsonl"])
-                continue
-            assert isinstance(item, Document)
-            ids.append(item.id)
-            if texts is not None:
-                texts.append(item.text)
-            batch.append(tokenizer.wrap(item.text))
-            if len(batch) == batch_docs:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-
-    try:
-        with open(tmp["tokens"], "wb") as handle:
-            for flat, lens in encoder.map(batches()):
-                _write_to(handle, flat, final["tokens"])
-                lengths.frombytes(lens)
-        for blob in (ids, texts):
-            if blob is not None:
-                blob.handle.close()
-        rejects_log.close()
-        extra = {"lengths": lengths.tobytes(), "ids.idx": ids.offsets.tobytes()}
-        if texts is not None:
-            extra["texts.idx"] = texts.offsets.tobytes()
-        for name, data in extra.items():
-            with open(tmp[name], "wb") as handle:
-                _write_to(handle, data, final[name])
-        n = len(lengths)
-        rows = {"tokens": int(sum(lengths)), "lengths": n, "ids": n, "ids.idx": n + 1, "texts": n,
-                "texts.idx": n + 1, "rejects.jsonl": sum(counts.values())}  # fmt: skip
-        names = [k for k in final if (k not in ("texts", "texts.idx") or keep_texts)]
-        files = dict(commit_file(out.root, tmp[k], final[k], rows[k]) for k in names)
-    finally:
-        rejects_log.close()
-        for blob in (ids, texts):
-            if blob is not None:
-                blob.handle.close()
-        for t in tmp.values():
-            t.unlink(missing_ok=True)
-    return files, {"documents": len(lengths), "tokens": rows["tokens"], **counts}
 
 
 # -- planning ---------------------------------------------------------------------------------
@@ -640,12 +215,12 @@ def run_mix(
         inputs = {p: source_files(p, True, config.allow_partial) if p in runs else files
                   for p, files in inputs.items()}  # fmt: skip
         manifest["input_runs"] = runs
-    from .mix_stage import MixStage
+    from .stage import MixStage
 
     stage = MixStage(config, tokenizer, out, manifest, inputs, log)
     try:
         if executor == "ray":
-            from .executor.ray import execute_ray
+            from ..executor.ray import execute_ray
 
             return execute_ray(stage, ray_workers, progress=False, log=log)
         return execute(stage, num_workers, worker_index, False, None, log)
@@ -673,12 +248,6 @@ def _input_identity(config: MixConfig) -> list[dict[str, Any]]:
             else:
                 identity.extend({"path": str(f), "bytes": file_size(f)} for f in source_files(path))
     return identity
-
-
-def _hash(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _plan_and_write(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDir, data: list[SourceData],

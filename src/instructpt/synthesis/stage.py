@@ -18,30 +18,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .corpus import CorpusReader, estimate_records, expand_inputs, file_size
-from .engines.base import Engine
-from .engines.options import DEFAULT_MAX_MODEL_LEN
-from .errors import SettingsChanged, UsageError
-from .executor import BaseStage, Progress, ShardResult, check_worker, execute, lock_name, throughput
-from .executor.local import stderr_log
-from .executor.progress import ratio
-from .output import (
-    FORMATS,
-    REJECTS,
-    SUMMARY,
-    OutputDir,
-    check_inputs,
-    check_run,
-    encode_entries,
-    encode_rejects,
-    file_problem,
-    marker_files,
-    read_json_or_none,
-    read_verified,
-    write_json,
-    write_recorded,
-)
-from .records import Counts, Document, Entry, Reject, content_id
+from ..engines.base import Engine
+from ..engines.options import DEFAULT_MAX_MODEL_LEN
+from ..errors import SettingsChanged, UsageError
+from ..executor import BaseStage, Progress, ShardResult, check_worker, execute, lock_name, throughput
+from ..executor.local import stderr_log
+from ..executor.progress import ratio
+from ..io.corpus import CorpusReader, estimate_records, expand_inputs, file_size
+from ..io.files import read_json_or_none, write_json
+from ..io.integrity import check_inputs, check_run, file_problem, marker_files, read_verified, write_recorded
+from ..io.output import FORMATS, REJECTS, SUMMARY, OutputDir, encode_entries, encode_rejects
+from ..records import Counts, Document, Entry, Reject, content_id
 from .rounds import RoundSettings, synthesize_batch, synthesize_batch_async
 
 # Default --max-doc-chars: about 2.5M tokens, several books long. Longer "documents" are almost
@@ -313,7 +300,7 @@ def _summary(markers: dict[int, dict[str, Any]], complete: bool, bar: Progress |
 
 def synthesis_status(folder: str | Path, verify: bool = False) -> dict[str, Any]:
     """Status of a (possibly running) run; see `executor.status.run_status` (any stage's folder)."""
-    from .executor.status import run_status
+    from ..executor.status import run_status
 
     return run_status(folder, verify)
 

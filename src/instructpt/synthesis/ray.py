@@ -10,9 +10,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .engines.registry import EngineOptions, create_engine
-from .executor.ray import ShardActor, execute_ray
-from .pipeline import SynthesisConfig, open_stage
+from ..engines.registry import EngineOptions, create_engine
+from ..executor.ray import ShardActor, execute_ray
+from .stage import SynthesisConfig, open_stage
 
 __all__ = ["ShardActor", "run_ray"]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+from .config import MixSettings, RunConfig, load_config
 from .errors import SettingsChanged, UsageError
 
 
@@ -41,9 +41,9 @@ def run_pipeline(config: RunConfig, rebuild: bool = False, progress: bool | None
     """Run every configured stage; returns {stage: summary}. `verify`: hash every finished file
     instead of trusting size + mtime."""
     from .engines.registry import create_engine
-    from .mix import run_mix
-    from .pipeline import run_synthesis
-    from .templify_run import run_templify
+    from .mixing.mix import run_mix
+    from .synthesis.stage import run_synthesis
+    from .templating.stage import run_templify
 
     work = Path(config.workdir)
     paths = {"synthesize": work / "synthesized", "templify": work / "augmented", "mix": work / "train"}
@@ -79,3 +79,23 @@ def run_pipeline(config: RunConfig, rebuild: bool = False, progress: bool | None
 
         results["mix"] = _stage("mix", mix, True, log)
     return results
+
+
+def mix(settings: MixSettings, augmented: list[str], output: str, *, overwrite: bool = False,
+        log: Callable[[str], None] = _stderr) -> dict[str, Any]:  # fmt: skip
+    """The mix stage from its settings: `augmented` are templify outputs (folders or files), the
+    corpus goes to `output`; returns the manifest. `instructpt.mix` in the public API."""
+    from .mixing.mix import run_mix
+
+    sources = settings.recipe_sources([str(p) for p in augmented])
+    return run_mix(settings.mix_config(sources, str(output), overwrite=overwrite), log=log)
+
+
+def run(config: RunConfig | str | Path, *, overrides: list[str] = (), rebuild: bool = False,
+        progress: bool | None = None, verify: bool = False,
+        log: Callable[[str], None] = _stderr) -> dict[str, Any]:  # fmt: skip
+    """The whole pipeline from a `RunConfig` or a YAML file (with `key=value` overrides, as
+    `instructpt run -o`); returns {stage: summary}. `instructpt.run` in the public API."""
+    if not isinstance(config, RunConfig):
+        config = load_config(config, list(overrides))
+    return run_pipeline(config, rebuild=rebuild, progress=progress, log=log, verify=verify)

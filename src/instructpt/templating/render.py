@@ -6,7 +6,7 @@ document. Each text draws every choice (mode, patterns, option order and style, 
 numbering) from ONE `random.Random` seeded by a hash of its documents' ids and the user's
 seed, so the output does not depend on sharding, order or resumption. Every document appears
 verbatim in exactly one text; every kept pair's question and answer (or its option label)
-appear in it. Templates are data (`instructpt.templates`); this module is the logic.
+appear in it. Templates are data (`instructpt.templating.templates`); this module is the logic.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import hashlib
 import random
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .format import COT_ANSWER_MARKER, COT_MARKER, OPTIONS_MARKER, Pair
-from .records import Entry
+from ..records import Entry
+from ..synthesis.classify import PairView, classify
+from ..synthesis.format import Pair
+from .stats import TemplifyStats
 from .templates import cot, dialog, fewshot, numbering, options, qa, reading, separators
 
 # Modes and their weights (SPEC §4). Modes other than classic/dialog need >= 2 pairs per shot.
@@ -39,17 +41,10 @@ RENDER_VERSION = 2  # bump when rendering changes in a way the rates and library
 
 _MANY = (tuple(MODES_MANY_PAIRS), tuple(MODES_MANY_PAIRS.values()))
 _ONE = (tuple(MODES_ONE_PAIR), tuple(MODES_ONE_PAIR.values()))
-_COT_TAIL = COT_MARKER  # "\nLet's think step by step."
-_LIST_RELATIVE = frozenset(options.LIST_RELATIVE_MARKERS)
-_UNANSWERABLE = frozenset(options.UNANSWERABLE_MARKERS)
+
+
 _OPTION_FREE = tuple(i for i in range(len(options.PATTERNS)) if i not in set(options.WITH_OPTIONS))
 _ROMAN = "i ii iii iv v vi vii viii ix x xi xii xiii xiv xv xvi xvii xviii xix xx".split()
-
-# Reasons classify() gives for a pair it cannot render faithfully (docs/templify.md).
-DROP_COT = "cot_without_final_answer"
-DROP_EMPTY = "empty_question"
-DROP_MALFORMED = "malformed_options"
-DROP_NOT_AN_OPTION = "answer_not_an_option"
 
 
 def _labels(kind: str, n: int) -> list[str]:
@@ -62,79 +57,6 @@ def _labels(kind: str, n: int) -> list[str]:
     if kind == "ROMAN" and n <= len(_ROMAN):
         return [r.upper() for r in _ROMAN[:n]]
     return [str(i + 1) for i in range(n)]
-
-
-@dataclass(slots=True)
-class PairView:
-    """A pair as templating sees it (SPEC §2 conventions)."""
-
-    kind: str  # "free", "options", "cot", "options_cot"
-    question: str
-    answer: str  # the response (the final answer for CoT): what an option-free rendering shows
-    options: list[str] | None = None
-    answer_index: int | None = None  # which option is the answer
-    none_index: int | None = None  # an option that is an "unanswerable" phrase (listed last)
-    rationale: str | None = None
-    rename_none: bool = False  # the unanswerable option refers to the list: sampled phrasing
-
-    @property
-    def needs_options(self) -> bool:
-        """Its answer only makes sense next to the list ("None of the above")."""
-        return self.rename_none and self.answer_index == self.none_index
-
-
-def _folded(text: str) -> str:
-    return text.casefold().strip().rstrip(".")
-
-
-def _is_unanswerable(text: str) -> bool:
-    return _folded(text) in _UNANSWERABLE
-
-
-def classify(pair: Pair) -> PairView | str:
-    """The pair's kind and parts, or the reason it cannot be templated (docs/templify.md)."""
-    instruction, response = pair.instruction, pair.response
-    rationale = None
-    is_cot = instruction.endswith(_COT_TAIL)
-    if is_cot:
-        instruction = instruction[: -len(_COT_TAIL)].rstrip()
-        rationale, marker, response = response.rpartition(COT_ANSWER_MARKER)
-        rationale, response = rationale.strip(), response.strip()
-        if not marker or not rationale or not response:
-            return DROP_COT
-    if OPTIONS_MARKER not in instruction:
-        if not instruction:
-            return DROP_EMPTY
-        return PairView("cot" if is_cot else "free", instruction, response, rationale=rationale)
-    question, _, rest = instruction.partition(OPTIONS_MARKER)
-    question = question.strip()
-    lines = ("- " + rest).split("\n")
-    if not question or any(not line.startswith("- ") or not line[2:].strip() for line in lines):
-        return DROP_MALFORMED
-    opts = [line[2:].strip() for line in lines]
-    index = next((i for i, o in enumerate(opts) if o == response), None)
-    if index is None:
-        folded = response.casefold()
-        index = next((i for i, o in enumerate(opts) if o.casefold() == folded), None)
-    none_index = next((i for i, o in enumerate(opts) if _is_unanswerable(o)), None)
-    if index is None and _is_unanswerable(response) and none_index is not None:
-        index = none_index
-    if index is None:
-        if not _is_unanswerable(response):
-            return DROP_NOT_AN_OPTION
-        if _folded(response) in _LIST_RELATIVE and len(opts) >= 2:
-            # "None of the above" for a list without it: that option is the list's convention
-            opts.append(response)
-            index = none_index = len(opts) - 1
-        else:
-            # "not enough information" for a list without such an option: never list options
-            # the answer is not among; ask the question alone, answered in the synthesizer's words
-            return PairView("cot" if is_cot else "free", question, response, rationale=rationale)
-    if len(opts) < 2:  # a one-option list is no choice: the question alone, answered by it
-        return PairView("cot" if is_cot else "free", question, response, rationale=rationale)
-    rename = none_index is not None and _folded(opts[none_index]) in _LIST_RELATIVE
-    kind = "options_cot" if is_cot else "options"
-    return PairView(kind, question, response, opts, index, none_index, rationale, rename)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,84 +86,6 @@ class Shot:
     id: str
     text: str
     pairs: list[PairView]
-
-
-KINDS = ("free", "options", "cot", "options_cot")
-
-
-@dataclass
-class TemplifyStats:
-    texts: int = 0
-    documents: int = 0
-    pairs_rendered: int = 0
-    inversions: int = 0
-    modes: Counter[str] = field(default_factory=Counter)
-    families: Counter[str] = field(default_factory=Counter)  # draws per family
-    patterns: set[tuple[str, int]] = field(default_factory=set)
-    pairs_dropped: Counter[str] = field(default_factory=Counter)
-    shots: Counter[int] = field(default_factory=Counter)
-    # the distribution (docs/templify.md): counted events, shares are derived in to_dict()
-    kinds: Counter[str] = field(default_factory=Counter)  # pairs rendered, by kind
-    events: Counter[str] = field(default_factory=Counter)
-    templates: Counter[str] = field(default_factory=Counter)  # texts using each template id
-
-    def add(self, other: TemplifyStats) -> None:
-        self.texts += other.texts
-        self.documents += other.documents
-        self.pairs_rendered += other.pairs_rendered
-        self.inversions += other.inversions
-        self.modes.update(other.modes)
-        self.families.update(other.families)
-        self.patterns |= other.patterns
-        self.pairs_dropped.update(other.pairs_dropped)
-        self.shots.update(other.shots)
-        self.kinds.update(other.kinds)
-        self.events.update(other.events)
-        self.templates.update(other.templates)
-
-    def distribution(self) -> dict[str, Any]:
-        """Shares the issue's targets are stated in (see benchmarks/templify_distribution.py)."""
-        e = self.events
-        share = lambda a, b: round(e[a] / e[b], 4) if e[b] else None  # noqa: E731
-        consistency = {
-            kind: {"texts": e[f"multi.{kind}"], "one_pattern": e[f"consistent.{kind}"],
-                   "share": share(f"consistent.{kind}", f"multi.{kind}")}
-            for kind in KINDS if e[f"multi.{kind}"]
-        }  # fmt: skip
-        return {
-            "bare_document_share": share("classic_bare", "classic_shots"),
-            "mc_without_options_share": share("mc_no_options", "mc_pairs"),
-            "mc_cot_without_options_share": share("mc_cot_no_options", "mc_cot_pairs"),
-            "layouts": {k[7:]: v for k, v in sorted(e.items()) if k.startswith("layout.")},
-            "pattern_consistency": consistency,
-            "pairs_by_kind": dict(sorted(self.kinds.items())),
-        }
-
-    def all_patterns(self) -> set[tuple[str, int]]:
-        """Every (family, index) drawn: the recorded set and the template ids' patterns."""
-        drawn = {(tid.rpartition("/")[0], int(tid.rpartition("/")[2])) for tid in self.templates}
-        return self.patterns | drawn
-
-    def to_dict(self) -> dict[str, Any]:
-        from .templates import LIBRARY
-
-        patterns = self.all_patterns()
-        distinct = Counter(family for family, _ in patterns)
-        return {
-            "texts": self.texts,
-            "documents": self.documents,
-            "pairs_rendered": self.pairs_rendered,
-            "pairs_dropped": dict(sorted(self.pairs_dropped.items())),
-            "modes": dict(sorted(self.modes.items())),
-            "inversions": self.inversions,
-            "shots_per_text": {str(k): v for k, v in sorted(self.shots.items())},
-            "families": dict(sorted(self.families.items())),
-            "distinct_patterns": dict(sorted(distinct.items())),
-            "distinct_patterns_total": len(patterns),
-            "library_sizes": {name: len(items) for name, items in LIBRARY.items()},
-            **self.distribution(),
-            "template_usage": dict(sorted(self.templates.items())),
-        }
 
 
 class _Renderer:

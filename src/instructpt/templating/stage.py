@@ -15,23 +15,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .executor import BaseStage, ShardResult, check_worker, execute, lock_name
-from .io import encode_rows, read_rows
-from .output import (
-    FORMATS,
-    MANIFEST,
-    SUMMARY,
-    OutputDir,
-    check_run,
-    marker_files,
-    read_json_or_none,
-    read_verified,
-    stage_of,
-    write_json,
-    write_recorded,
-)
-from .templify import AugmentedText, TemplifyStats, templify
+from ..errors import UsageError
+from ..executor import BaseStage, ShardResult, check_worker, execute, lock_name
+from ..io.files import read_json_or_none, write_json
+from ..io.integrity import check_run, marker_files, read_verified, write_recorded
+from ..io.output import FORMATS, MANIFEST, SUMMARY, OutputDir, stage_of
+from ..io.shards import encode_rows, read_rows
+from .render import AugmentedText, templify
+from .stats import TemplifyStats
 
 
 def read_records(path: Any, data: bytes | None = None) -> list[dict[str, Any]]:
@@ -59,9 +50,9 @@ def encode_texts(texts: list[AugmentedText], fmt: str) -> bytes:
 
 def library_fingerprint() -> str:
     """A hash of the whole template library and the rendering rates: new templates mean new output."""
+    from . import render as t  # the rendering rates
     from .templates import LIBRARY
 
-    t = sys.modules[TemplifyStats.__module__]  # the module (`instructpt.templify` is the function)
     rates = [t.MODES_MANY_PAIRS, t.MODES_ONE_PAIR, t.INVERSION_RATE, t.BARE_RATE, t.BRIDGE_RATE,
              t.MC_FREE_RATE, t.NUMBERED_BEFORE_RATE, t.FEWSHOT_INLINE_RATE, t.RENDER_VERSION]  # fmt: skip
     blob = json.dumps({"library": {name: list(items) for name, items in LIBRARY.items()}, "rates": rates})
@@ -126,7 +117,7 @@ def run_templify(
         manifest = out.open_run(settings, overwrite, STAGE)
     stage = TemplifyStage(source, synth, out, manifest, seed, fmt, verify)
     if executor == "ray":
-        from .executor.ray import execute_ray
+        from ..executor.ray import execute_ray
 
         return execute_ray(stage, ray_workers, progress=progress, log=log)
     return execute(stage, num_workers, worker_index, progress, None, log)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import UsageError
-from .records import Document, Reject, content_id
+from ..errors import UsageError
+from ..records import Document, Reject, content_id
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 COMPRESSED_SUFFIXES = (".gz", ".zst")
@@ -75,7 +75,7 @@ def _fsspec() -> Any:
     try:
         import fsspec
     except ImportError:
-        from .errors import MissingExtraError
+        from ..errors import MissingExtraError
 
         raise MissingExtraError("reading URLs", "remote", "fsspec") from None
     return fsspec

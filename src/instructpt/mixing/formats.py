@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .output import write_atomic
+from ..io.files import write_atomic
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
 _MEGATRON_DTYPE_CODES = {np.dtype(np.uint16): 8, np.dtype(np.int32): 4, np.dtype(np.uint32): 4}

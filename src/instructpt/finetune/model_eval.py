@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ def markdown_table(reports: list[dict[str, Any]]) -> str:
 
 
 def write_scores(reports: list[dict[str, Any]], output: str | Path) -> Path:
-    from .output import write_atomic, write_json
+    from ..io.files import write_atomic, write_json
 
     out = Path(output)
     for i, report in enumerate(reports):

@@ -1,0 +1,247 @@
+"""Integrity: completion markers, the files they record, and checks of a stage folder and of its
+inputs. Every stage records and checks its files here, nowhere else."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import SettingsChanged, UsageError
+from .files import read_json_or_none, sha256_file, write_atomic
+from .output import SHARDS_DIR, OutputDir
+
+# -- integrity: every stage records and checks its files here, nowhere else -------------------
+#
+# A marker lists its files as {"files": {relative path: {bytes, sha256, rows, mtime_ns}}}.
+# The cheap check trusts a file whose size and mtime_ns are those recorded at write time and
+# hashes it when either differs; the full check (--verify) hashes every file. A stage that
+# consumes a file (templify, mix) hashes the bytes it reads and compares with the producer's
+# marker, so damage never travels downstream.
+
+SAMPLE_BYTES = 1 << 20  # inputs: the first and last MiB are hashed on every run
+
+
+class DamagedData(UsageError):
+    """A data file differs from what its marker recorded (truncated, replaced, bit-flipped)."""
+
+
+def write_recorded(root: Path, path: Path, data: bytes, rows: int | None = None
+                   ) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """Write `data` atomically to `path`; returns (path relative to root, its record)."""
+    write_atomic(path, data)
+    record = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "rows": rows,
+              "mtime_ns": path.stat().st_mtime_ns}  # fmt: skip
+    return path.relative_to(root).as_posix(), record
+
+
+def file_problem(path: Path, record: Mapping[str, Any], full: bool = False) -> str | None:
+    """None if `path` still holds the bytes `record` describes, else what is wrong with it."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if not path.is_file():
+        return "not a file"
+    if "bytes" not in record:  # a marker written before files were recorded: existence only
+        return None
+    if st.st_size != record["bytes"]:
+        return f"{st.st_size} bytes, {record['bytes']} recorded (truncated or replaced)"
+    if not full and st.st_mtime_ns == record.get("mtime_ns"):
+        return None
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if digest != record["sha256"]:
+        return "sha256 differs from the recorded one (damaged or replaced)"
+    return None
+
+
+def marker_files(marker: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """{relative path: record} of a marker; older markers name their files without records."""
+    if isinstance(marker.get("files"), dict):
+        return marker["files"]
+    names = [marker.get("file"), marker.get("rejects_file")]
+    return {name: {} for name in names if isinstance(name, str)}
+
+
+def marker_problem(root: Path, marker: Any, full: bool = False) -> str | None:
+    """None if every file of `marker` is intact, else "<file>: <problem>" for the first that is not."""
+    if not isinstance(marker, dict) or not marker_files(marker):
+        return "marker unreadable"
+    for rel, record in marker_files(marker).items():
+        problem = file_problem(root / rel, record, full)
+        if problem is not None:
+            return f"{rel}: {problem}"
+    return None
+
+
+def read_verified(path: Path, record: Mapping[str, Any], fix: str) -> bytes:
+    """The bytes of `path`, checked against `record`; a mismatch is a one-line DamagedData
+    naming the file and `fix` (what the user runs to repair it)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror.lower() if exc.strerror else "unreadable"
+        raise DamagedData(f"{path} is {reason}; {fix}") from None
+    if "bytes" in record and len(data) != record["bytes"]:
+        raise DamagedData(f"{path} has {len(data)} bytes, its marker records {record['bytes']}: "
+                          f"truncated or replaced; {fix}")  # fmt: skip
+    if "sha256" in record and hashlib.sha256(data).hexdigest() != record["sha256"]:
+        raise DamagedData(f"{path} does not match the sha256 in its marker (damaged or replaced); {fix}")
+    return data
+
+
+def read_markers_in(root: Path) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """(markers by shard index, indexes whose marker is unreadable) in root/shards/."""
+    folder = root / SHARDS_DIR
+    markers: dict[int, dict[str, Any]] = {}
+    unreadable: list[int] = []
+    if folder.is_dir():
+        for path in folder.glob("part-*.json"):
+            if path.name.endswith(".failed.json"):
+                continue
+            try:
+                index = int(path.stem.split("-")[1])
+            except (IndexError, ValueError):
+                continue
+            marker = read_json_or_none(path)
+            if isinstance(marker, dict) and marker_files(marker):
+                markers[index] = marker
+            else:
+                unreadable.append(index)
+    return markers, sorted(unreadable)
+
+
+@dataclass
+class RunCheck:
+    """What a stage's output folder holds: good shards, damaged ones, missing ones."""
+
+    root: Path
+    manifest: dict[str, Any] | None
+    shard_count: int | None
+    good: dict[int, dict[str, Any]] = field(default_factory=dict)
+    damaged: dict[int, str] = field(default_factory=dict)  # index -> "<file>: <problem>"
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest and self.manifest.get("complete")) and not self.damaged and not self.missing
+
+    @property
+    def missing(self) -> list[int]:
+        n = self.shard_count or 0
+        return [i for i in range(n) if i not in self.good and i not in self.damaged]
+
+    def problems(self, limit: int = 5) -> str:
+        """One line: what is damaged or missing."""
+        parts = [f"{self.root / p.split(':', 1)[0]}:{p.split(':', 1)[1]}" if ":" in p else f"shard {i}: {p}"
+                 for i, p in sorted(self.damaged.items())]  # fmt: skip
+        if self.missing:
+            shown = ", ".join(f"shard {i}" for i in self.missing[:20])
+            shown += " ..." if len(self.missing) > 20 else ""
+            parts.append(f"not done: {shown}")
+        return "; ".join(parts[:limit]) + (f"; and {len(parts) - limit} more" if len(parts) > limit else "")
+
+
+def check_run(root: str | Path, full: bool = False) -> RunCheck:
+    """Check every shard marker of the stage folder `root` (cheaply, or fully with `full`)."""
+    out = OutputDir(root)
+    manifest = out.read_manifest()
+    fingerprint = manifest.get("fingerprint") if manifest else None
+    markers, unreadable = read_markers_in(out.root)
+    if not markers and not unreadable and manifest and isinstance(manifest.get("shards"), dict):
+        markers = {int(k): v for k, v in manifest["shards"].items()}  # a folder without shards/
+    n = None
+    if manifest is not None:
+        n = manifest.get("shard_count")
+        if n is None and manifest.get("complete") and isinstance(manifest.get("shards"), dict):
+            n = len(manifest["shards"])
+    if n is None:
+        count = read_json_or_none(out.root / SHARDS_DIR / "count.json")
+        n = count.get("shards") if isinstance(count, dict) else None
+    check = RunCheck(out.root, manifest, n)
+    for index in unreadable:
+        check.damaged[index] = f"{SHARDS_DIR}/part-{index:05d}.json: unreadable marker"
+    for index, marker in sorted(markers.items()):
+        if fingerprint is not None and marker.get("fingerprint", fingerprint) != fingerprint:
+            continue  # written under other settings: not ours to count
+        problem = marker_problem(out.root, marker, full)
+        if problem is None:
+            check.good[index] = marker
+        else:
+            check.damaged[index] = problem
+    return check
+
+
+def sample_sha256(path: Path, size: int) -> str:
+    """sha256 of the first and last MiB of `path` (all of it when smaller than 2 MiB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(SAMPLE_BYTES))
+        if size > 2 * SAMPLE_BYTES:
+            handle.seek(size - SAMPLE_BYTES)
+        digest.update(handle.read())
+    return digest.hexdigest()
+
+
+def identify_inputs(files: Sequence[Any], recorded: Any, full: bool = False
+                    ) -> tuple[list[dict[str, Any]], list[str]]:  # fmt: skip
+    """(identities of `files`, one line per input changed since `recorded` was taken).
+
+    An input is known by its size, mtime and a hash of its first and last MiB; a file whose
+    size and mtime are those recorded is not read (unless `full`). With `full` the whole file
+    is hashed and compared with a full hash recorded by an earlier `full` run, if any.
+    Remote inputs (URLs) are known by their size only.
+    """
+    before = {r.get("path"): r for r in recorded if isinstance(r, dict)} if isinstance(recorded, list) else {}
+    identities, changes = [], []
+    for f in files:
+        if not isinstance(f, Path):
+            continue
+        st = f.stat()
+        old = before.get(str(f), {})
+        ident: dict[str, Any] = {"path": str(f), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+        unchanged_stat = old.get("bytes") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns
+        if unchanged_stat and not full and "sample_sha256" in old:
+            ident["sample_sha256"] = old["sample_sha256"]
+        else:
+            ident["sample_sha256"] = sample_sha256(f, st.st_size)
+        if full:
+            ident["sha256"] = sha256_file(f)
+        elif "sha256" in old and unchanged_stat:
+            ident["sha256"] = old["sha256"]
+        if old:
+            if old.get("bytes") != st.st_size:
+                changes.append(f"{f}: {st.st_size} bytes, {old.get('bytes')} before")
+            elif old.get("sample_sha256", ident["sample_sha256"]) != ident["sample_sha256"] or (
+                "sha256" in ident and old.get("sha256", ident["sha256"]) != ident["sha256"]
+            ):
+                changes.append(f"{f}: its content changed (same size)")
+        identities.append(ident)
+    return identities, changes
+
+
+def check_inputs(out: OutputDir, manifest: dict[str, Any], files: Sequence[Any], settings: Mapping[str, Any],
+                 verify: bool, rebuild: bool) -> dict[str, Any]:  # fmt: skip
+    """Refuse inputs changed in place since the folder was started (same path and size, other
+    content), or with `rebuild` start the folder over; records the inputs' identities."""
+    identities, changes = identify_inputs(files, manifest.get("input_identity"), verify)
+    if changes:
+        more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
+        if not rebuild:
+            raise SettingsChanged(
+                f"input {changes[0]}{more} since {out.root} was written; pass --rebuild to recompute "
+                "it from the new input, or --overwrite to start over",
+                str(out.root),
+                f"input {changes[0]}{more}",
+            )
+        manifest = out.open_run(settings, overwrite=True)
+    if identities != manifest.get("input_identity"):
+        manifest["input_identity"] = identities
+        out.write_manifest(manifest)
+    return manifest
