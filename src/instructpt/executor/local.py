@@ -128,24 +128,17 @@ def execute(stage: Stage, num_workers: int = 1, worker_index: int = 0, progress:
             log(f"{stage.out.root}: {stage.name} already complete, nothing to do")
             return finished
         bar = Progress(progress, total=total() if callable(total) else total)
-        n_shards = 0
+        seen = [0]  # shards listed so far
         prepared = False
         try:
-            shards = iter(stage.shards())
-            for index, work in shards:
-                n_shards = index + 1
-                if index % num_workers != worker_index:
-                    continue
-                if is_done(stage, index, work):
-                    bar.skipped(stage.size(work))
-                    continue
+            todo = _ours_to_do(stage, bar, num_workers, worker_index, seen)
+            for index, work in todo:
                 if not prepared:
                     stage.prepare()
                     prepared = True
                     bar.restart()  # throughput excludes loading the model
                 if stage.can_async():  # no barriers: hand the rest to the async scheduler
-                    rest = itertools.chain([(index, work)], shards)
-                    n_shards = asyncio.run(_drive_async(stage, rest, bar, num_workers, worker_index))
+                    asyncio.run(_drive_async(stage, itertools.chain([(index, work)], todo), bar, num_workers))
                     break
                 try:
                     marker = run_shard(stage, index, work)
@@ -157,8 +150,22 @@ def execute(stage: Stage, num_workers: int = 1, worker_index: int = 0, progress:
             bar.close()
             if prepared:
                 stage.close()
-        record_shard_count(stage, n_shards)
+        record_shard_count(stage, seen[0])
         return finish(stage, bar, log)
+
+
+def _ours_to_do(stage: Stage, bar: Progress, num_workers: int, worker_index: int, seen: list[int]
+                ) -> Iterator[tuple[int, Any]]:  # fmt: skip
+    """The shards this worker must compute: its own (index congruent to `worker_index`) and not
+    done yet (those count as skipped on the bar). `seen[0]` tracks how many shards were listed."""
+    for index, work in stage.shards():
+        seen[0] = index + 1
+        if index % num_workers != worker_index:
+            continue
+        if is_done(stage, index, work):
+            bar.skipped(stage.size(work))
+            continue
+        yield index, work
 
 
 def shard_done(stage: Stage, index: int, marker: dict[str, Any], bar: Progress, num_workers: int) -> None:
@@ -168,11 +175,9 @@ def shard_done(stage: Stage, index: int, marker: dict[str, Any], bar: Progress, 
     bar.computed(dict(marker["counts"]))
 
 
-async def _drive_async(stage: Any, shards: Iterator[tuple[int, Any]], bar: Progress, num_workers: int,
-                       worker_index: int) -> int:  # fmt: skip
-    """Run shards concurrently through `stage.arun`; returns the number of shards seen."""
+async def _drive_async(stage: Any, todo: Iterator[tuple[int, Any]], bar: Progress, num_workers: int) -> None:
+    """Run the shards of `todo` (ours, not done) concurrently through `stage.arun`."""
     pending: dict[asyncio.Task, int] = {}
-    n_shards = 0
 
     async def settle(wait_all: bool) -> None:
         done, _ = await asyncio.wait(pending, return_when=asyncio.ALL_COMPLETED if wait_all
@@ -189,13 +194,7 @@ async def _drive_async(stage: Any, shards: Iterator[tuple[int, Any]], bar: Progr
             shard_done(stage, index, marker, bar, num_workers)
 
     try:
-        for index, work in shards:
-            n_shards = index + 1
-            if index % num_workers != worker_index:
-                continue
-            if is_done(stage, index, work):
-                bar.skipped(stage.size(work))
-                continue
+        for index, work in todo:
             if len(pending) >= SHARDS_IN_FLIGHT:
                 await settle(wait_all=False)
             pending[asyncio.create_task(arun_shard(stage, index, work))] = index
@@ -203,7 +202,6 @@ async def _drive_async(stage: Any, shards: Iterator[tuple[int, Any]], bar: Progr
             await settle(wait_all=True)
     finally:
         await stage.aclose()
-    return n_shards
 
 
 def finish(stage: Stage, bar: Progress | None, log: Log) -> dict[str, Any]:
