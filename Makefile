@@ -1,9 +1,12 @@
 # `make test` and `make demo` work on a fresh machine: they create .venv and install what they need.
 # torch==2.13.0 is installed first: it is the CPU build on disk here; any other version pulls CUDA.
+# `make demo` installs only the demo's needs (the `demo` extra); `make test` adds the test tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+PYPROJECT_HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
+DEMO_STAMP := $(VENV)/.demo-$(PYPROJECT_HASH)
 
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
@@ -21,6 +24,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[hf,dev]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+# The demo's own install: the core and the report's plotly + jinja2. No torch: the rules engine
+# needs only a tokenizer, which make_tiny_model.py trains with `tokenizers`; no test tools, no
+# Chromium. A venv that `make test` installed already holds all of it.
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -f $(STAMP) || $(BIN)/pip install -q -e '.[demo]'
+	rm -f $(VENV)/.demo-* && touch $(DEMO_STAMP)
 
 test: test-main test-vllm test-gguf
 
@@ -65,7 +76,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/make_tiny_model.py demo-out/tiny-synthesizer
 	$(BIN)/instructpt run examples/demo.yaml
 	$(BIN)/python examples/show_output.py demo-out/run/synthesized

@@ -2,9 +2,11 @@
 
 Each worker runs the hf engine on a random-weight Mistral-shaped model (hidden 256, 4 layers)
 with one torch thread, so 2 workers use the 2 cores; the same corpus, the same settings.
-Reports wall time, documents/s, the speed-up, and checks that the outputs are identical.
+Documents: prose of ~600 tokens of the model's tokenizer (benchmarks/inputs.py). Wall time
+includes process start-up and model loading. A warm-up of each, then `--repeat` runs in
+alternating order: median and min-max; checks that the outputs are identical.
 
-    python benchmarks/scaling.py [--docs 256] [--max-new-tokens 48]
+    python benchmarks/scaling.py [--docs 128] [--tokens 600] [--max-new-tokens 48] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -24,42 +26,54 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--docs", type=int, default=256)
+    parser.add_argument("--docs", type=int, default=128)
+    parser.add_argument("--tokens", type=int, default=600, help="tokens per document")
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     args = parser.parse_args()
-    from common import synthetic_documents, write_jsonl
+    from common import write_jsonl
+    from inputs import corpus_sentences, prose_documents
     from instructpt.testing import build_tiny_model
+    from instructpt.tokenization import load_tokenizer
+    from measure import compare, load_now, machine, table
 
-    docs = synthetic_documents(args.docs, 120, seed=7)
+    print(machine())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     with tempfile.TemporaryDirectory() as tmp:
-        model = build_tiny_model(Path(tmp) / "model", [d["text"] for d in docs[:40]], vocab_size=3000,
+        model = build_tiny_model(Path(tmp) / "model", list(corpus_sentences()), vocab_size=3000,
                                  hidden_size=256, num_layers=4)  # fmt: skip
+        docs = prose_documents(args.docs, args.tokens, load_tokenizer(str(model)), seed=7)
         corpus = write_jsonl(Path(tmp) / "corpus.jsonl", docs)
 
         def command(out: str, workers: int, index: int) -> list[str]:
             return [sys.executable, "-m", "instructpt", "synthesize", str(corpus), "-o", str(Path(tmp) / out),
                     "--engine", "hf", "--model", str(model), "--shard-size", "8", "--max-new-tokens",
-                    str(args.max_new_tokens), "--max-model-len", "1024", "--no-progress",
+                    str(args.max_new_tokens), "--max-model-len", "4096", "--no-progress",
                     "--num-workers", str(workers), "--worker-index", str(index)]  # fmt: skip
 
-        timings = {}
-        for workers in (1, 2):
-            started = time.perf_counter()
-            procs = [subprocess.Popen(command(f"w{workers}", workers, i), env=env, stderr=subprocess.DEVNULL)
-                     for i in range(workers)]  # fmt: skip
-            assert all(p.wait() == 0 for p in procs)
-            timings[workers] = time.perf_counter() - started
+        runs = {1: 0, 2: 0}
+
+        def run(workers: int):
+            def go() -> float:
+                started = time.perf_counter()
+                runs[workers] += 1
+                out = f"w{workers}-{runs[workers]}"  # a fresh folder per run
+                procs = [subprocess.Popen(command(out, workers, i), env=env, stderr=subprocess.DEVNULL)
+                         for i in range(workers)]  # fmt: skip
+                assert all(p.wait() == 0 for p in procs)
+                return time.perf_counter() - started
+
+            return go
+
+        times = compare({"1 worker": run(1), "2 workers": run(2)}, repeats=args.repeat)
         same = all(
-            (Path(tmp) / "w1" / "data" / f.name).read_bytes() == f.read_bytes()
-            for f in sorted((Path(tmp) / "w2" / "data").iterdir())
+            (Path(tmp) / f"w1-{runs[1]}" / "data" / f.name).read_bytes() == f.read_bytes()
+            for f in sorted((Path(tmp) / f"w2-{runs[2]}" / "data").iterdir())
         )
-    print(
-        f"{args.docs} documents, shards of 8, max_new_tokens {args.max_new_tokens}, 1 torch thread per worker"
-    )
-    for workers, seconds in timings.items():
-        print(f"{workers} worker(s): {seconds:6.2f} s  {args.docs / seconds:6.2f} documents/s")
-    print(f"speed-up 1 -> 2 workers: {timings[1] / timings[2]:.2f}x; outputs identical: {same}")
+    print(f"{args.docs} documents of ~{args.tokens} tokens, shards of 8, max_new_tokens "
+          f"{args.max_new_tokens}, 1 torch thread per worker; load at the end {load_now()}")  # fmt: skip
+    table(args.docs, "documents", times, base="1 worker")
+    print(f"outputs identical: {same}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,3 +90,21 @@ def _isolated_engine_registry():
 
     with registry().isolated():
         yield
+
+
+@pytest.fixture
+def servers(tokenizer: Tokenizer) -> Iterator[Callable[..., tuple[str, list[dict]]]]:
+    """`servers(**kwargs) -> (url, request bodies)`: fake OpenAI-compatible servers
+    (tests/fake_openai.py, `serve`'s keyword arguments), all shut down after the test."""
+    from .fake_openai import serve
+
+    made = []
+
+    def make(**kwargs: Any) -> tuple[str, list[dict]]:
+        server, url, seen = serve(tokenizer, **kwargs)
+        made.append(server)
+        return url, seen
+
+    yield make
+    for server in made:
+        server.shutdown()

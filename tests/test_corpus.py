@@ -163,3 +163,17 @@ def test_fsspec_urls_are_listed_and_streamed():
     ]
     with pytest.raises(UsageError, match="input not found: memory://bucket/nothing"):
         expand_inputs(["memory://bucket/nothing"])
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_shard_reads_the_same_through_the_corpus_reader_and_the_shard_reader(tmp_path, fmt):
+    """Our own shards as input: io/corpus reads them through io/shards, row for row."""
+    from instructpt.io.shards import encode_rows, read_rows
+
+    rows = [{"id": f"r{k}", "text": f"Text number {k}.", "n": k} for k in range(10_000)]
+    path = tmp_path / f"part-00000.{fmt}"
+    path.write_bytes(encode_rows(rows, fmt))
+    assert read_rows(path) == rows
+    assert docs_of(read_corpus([path])) == [(r["id"], r["text"]) for r in rows]
+    if fmt == "parquet":
+        assert read_rows(path, columns=["text"]) == [{"text": r["text"]} for r in rows]

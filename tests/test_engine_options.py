@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -30,7 +28,6 @@ from instructpt.engines.openai import OpenAIEngine, OpenAIOptions
 from instructpt.engines.rules import respond
 from instructpt.errors import UsageError
 
-from .test_openai_engine import serve
 from .test_pipeline import make_corpus, snapshot
 
 
@@ -215,41 +212,10 @@ def test_engines_list_shows_each_engines_options_with_defaults():
 # --- `run` with the openai engine against two servers, one failing ---------------------------------
 
 
-def failing_server():
-    """Lists the model like a healthy server, then answers every completion with HTTP 500."""
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _send(self, code, body):
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            self._send(200, {"data": [{"id": "tiny", "max_model_len": 4096}]})
-
-        def do_POST(self):
-            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self._send(500, {"error": "internal server error"})
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-
-
 @pytest.fixture
-def two_servers(tokenizer):
-    good, good_url, good_seen = serve(tokenizer)
-    bad, bad_url, bad_seen = failing_server()
-    yield (good_url, good_seen), (bad_url, bad_seen)
-    good.shutdown()
-    bad.shutdown()
+def two_servers(servers):
+    """A healthy server and one that answers every completion with HTTP 500."""
+    return servers(), servers(fail=500)
 
 
 def run_config(tmp_path: Path, tok_file: Path, workdir: str, engine_options: dict | None) -> Path:

@@ -71,11 +71,11 @@ def quiet(**kw):
     return {"log": lambda m: None, **kw}
 
 
-def mix_config(tmp_path: Path, aug: Path, tok: str, out: str) -> MixConfig:
+def mix_config(tmp_path: Path, aug: Path, tok: str, out: str, **flags) -> MixConfig:
     sources = [SourceSpec("augmented", [str(aug)], weight=1.0),
                SourceSpec("raw", [str(tmp_path / "corpus.jsonl")], weight=0.5)]  # fmt: skip
     return MixConfig(sources, str(tmp_path / out), tok, format="megatron", workers=1, bos_text="<s>",
-                     eos_text="</s>", seed=3)  # fmt: skip
+                     eos_text="</s>", seed=3, **flags)  # fmt: skip
 
 
 def mix_files(folder: Path) -> dict[str, bytes]:
@@ -138,10 +138,15 @@ def test_templify_on_two_static_workers_equals_one_process(tmp_path, synth):
     assert json.loads(CliRunner().invoke(main, ["status", str(split), "--json"]).output)["complete"]
 
 
-def test_mix_on_two_static_workers_then_merge_equals_one_process(tmp_path, synth, tok_json, monkeypatch):
-    run_templify(synth, tmp_path / "aug", progress=False, **quiet())
-    one = run_mix(mix_config(tmp_path, tmp_path / "aug", tok_json, "one"), **quiet())
-    config = mix_config(tmp_path, tmp_path / "aug", tok_json, "split")
+@pytest.mark.parametrize("partial", [False, True], ids=["whole", "allow-partial"])
+def test_mix_on_two_static_workers_then_merge_equals_one_process(tmp_path, synth, tok_json, monkeypatch,
+                                                                 partial):  # fmt: skip
+    # allow-partial: the templify folder is unfinished (half its shards), which merge accepts too
+    run_templify(synth, tmp_path / "aug", progress=False, **quiet(**({"num_workers": 2} if partial else {})))
+    assert json.loads((tmp_path / "aug/manifest.json").read_text())["complete"] is not partial
+    flags = {"allow_partial": True} if partial else {}
+    one = run_mix(mix_config(tmp_path, tmp_path / "aug", tok_json, "one", **flags), **quiet())
+    config = mix_config(tmp_path, tmp_path / "aug", tok_json, "split", **flags)
     first = run_mix(config, num_workers=2, worker_index=0, **quiet())
     assert not first["complete"] and not (tmp_path / "split/data").exists()
     info = json.loads(CliRunner().invoke(main, ["status", str(tmp_path / "split"), "--json"]).output)

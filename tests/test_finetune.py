@@ -1,4 +1,4 @@
-"""Synthesizer fine-tuning data, label masking, training, and evaluation (SPEC §6-§7)."""
+"""Synthesizer fine-tuning data, label masking, training, and evaluation (docs/method.md §6-§7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §2: prompt strings and the parsing rules, on tables, fixtures and random input."""
+"""docs/method.md §2: prompt strings and the parsing rules, on tables, fixtures and random input."""
 
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
-"""Mix (SPEC §5): recipes, ratios, BOS/EOS as text, every output format read back by its trainer."""
+"""Mix (docs/method.md §5): recipes, ratios, BOS/EOS as text, every output format read back by its trainer."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from instructpt.errors import UsageError
-from instructpt.mixing.formats import megatron_index
-from instructpt.mixing.mix import pack, plan_source, run_mix
+from instructpt.mixing.formats import megatron_index, pack
+from instructpt.mixing.mix import plan_source, run_mix
 from instructpt.mixing.recipes import MixConfig, SourceSpec, domain_recipe
 from instructpt.mixing.tokenize import TargetTokenizer
 
@@ -308,3 +310,32 @@ def test_rejects_are_written_with_their_source(tmp_path, mistral_style):
     rejects = [json.loads(x) for x in (tmp_path / "o/rejects.jsonl").read_text().splitlines()]
     reasons = [(r["reason"], r["source_name"]) for r in rejects]
     assert reasons == [("missing_text", "a"), ("invalid_json", "a")]
+
+
+API_SCRIPT = """
+import json
+from instructpt import MixSettings, mix
+
+settings = MixSettings(recipe="scratch", raw=["raw.jsonl"], tokenizer={tok!r}, format="jsonl", workers=2)
+{call}
+"""
+MIX_CALL = 'print(json.dumps(mix(settings, augmented=["aug.jsonl"], output="{out}")["tokens_total"]))'
+
+
+def test_python_api_from_a_script_without_a_main_guard_neither_hangs_nor_differs(tmp_path, mistral_style):
+    """Tokenizer workers are spawned, which imports the main script again: a top-level `mix(...)`
+    would run in every worker (and the pool wait forever) if the workers were used then."""
+    (tmp_path / "aug.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts(40, 5)))
+    (tmp_path / "raw.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts(30, 6)))
+    note = "not in worker processes: the main script calls instructpt at its top level"
+    fix = 'put that call under `if __name__ == "__main__":`'
+    for out, guard in (("top", ""), ("guarded", "if __name__ == '__main__':\n    ")):
+        script = API_SCRIPT.format(tok=str(mistral_style), call=guard + MIX_CALL.format(out=out))
+        (tmp_path / f"{out}.py").write_text(script)
+        done = subprocess.run([sys.executable, f"{out}.py"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=180)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert (note in done.stderr and fix in done.stderr) is (not guard), done.stderr  # guarded: workers
+        assert int(done.stdout.split()[-1]) > 0
+    top, guarded = (tmp_path / "top/data/part-00000.jsonl"), (tmp_path / "guarded/data/part-00000.jsonl")
+    assert top.read_bytes() == guarded.read_bytes()

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from instructpt.engines.base import Request
@@ -15,60 +11,6 @@ from instructpt.errors import UsageError
 from instructpt.synthesis.format import build_prompt
 
 from .test_pipeline import make_corpus, snapshot
-
-
-def serve(tokenizer, model="tiny", max_model_len=4096, fail=False):
-    """A tiny /v1 server: the rules engine behind /v1/completions, or HTTP 503 when `fail`."""
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _send(self, code, body):
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            self._send(200, {"data": [{"id": model, "max_model_len": max_model_len}]})
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append(body)
-            if fail:
-                return self._send(503, {"error": "overloaded"})
-            prompt = body["prompt"]
-            text = (
-                tokenizer.backend.decode(prompt, skip_special_tokens=False)
-                if isinstance(prompt, list)
-                else prompt
-            )
-            out = respond(text)
-            self._send(200, {"choices": [{"text": out, "finish_reason": "stop"}],
-                             "usage": {"completion_tokens": min(len(tokenizer.encode(out)) + 1,
-                                                                body["max_tokens"])}})  # fmt: skip
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-
-
-@pytest.fixture
-def servers(tokenizer):
-    made = []
-
-    def make(**kwargs):
-        server, url, seen = serve(tokenizer, **kwargs)
-        made.append(server)
-        return url, seen
-
-    yield make
-    for server in made:
-        server.shutdown()
 
 
 def test_prompts_go_as_token_ids_with_greedy_settings(servers, tokenizer):
@@ -88,7 +30,7 @@ def test_a_failing_endpoint_is_retried_elsewhere_with_identical_output(servers, 
     from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
 
     good, _ = servers()
-    bad, bad_seen = servers(fail=True)
+    bad, bad_seen = servers(fail=503)
     corpus = make_corpus(tmp_path / "corpus.jsonl", n=20)
 
     def run(out, urls):

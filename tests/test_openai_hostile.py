@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from instructpt.engines.base import EngineError, Request
-from instructpt.engines.openai import RETRY_AFTER_CAP, OpenAIEngine, retry_after_seconds
+from instructpt.engines.openai import OpenAIEngine
+from instructpt.engines.openai_answers import RETRY_AFTER_CAP, retry_after_seconds
 from instructpt.engines.rules import respond
 from instructpt.errors import UsageError
 

@@ -1,19 +1,19 @@
-"""`instructpt report`: figures on hand-checkable outputs, alerts, input detection, a page that is
-self-contained and escapes its data, and the page in a real headless Chromium."""
+"""`instructpt report`: figures on hand-checkable outputs, alerts, input detection, the charts'
+axes and labels, a page that is self-contained and escapes its data (a real run and the page in
+Chromium: test_report_run.py)."""
 
 from __future__ import annotations
 
+import html
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
-from instructpt.cli import main
 from instructpt.cli.report import report as report_command
 from instructpt.errors import UsageError
 from instructpt.report import (
@@ -22,15 +22,7 @@ from instructpt.report import (
     analyze,
     build_report,
     find_stages,
-    write_report,
 )
-
-EXAMPLES = Path(__file__).parent.parent / "examples"
-DOCS = Path(__file__).parent.parent / "docs"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--headless=new", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
-
 
 # ---------------------------------------------------------------------------------------------
 # Crafted outputs: a synthesize folder written by hand, so every figure can be checked by hand
@@ -218,64 +210,42 @@ def test_duplicate_counter_stays_bounded_and_estimates_well():
     assert counter.share() == pytest.approx(0.5)
 
 
-# ---------------------------------------------------------------------------------------------
-# A real run: `instructpt run` on the example corpus with the rules engine
+@given(st.integers(min_value=0, max_value=10**15))
+def test_count_axes_have_whole_ticks_and_headroom(top):
+    from instructpt.report.charts import MAX_COUNT_TICKS, count_axis, count_step
+
+    step = count_step(top)
+    assert isinstance(step, int) and step >= 1 and top <= step * MAX_COUNT_TICKS
+    digits = str(step)
+    assert digits[0] in "125" and set(digits[1:]) <= {"0"}  # 1, 2 or 5 times a power of ten
+    smaller = step // 2 if digits[0] != "5" else step * 2 // 5  # the next nice step down
+    assert smaller < 1 or top > smaller * MAX_COUNT_TICKS  # the smallest one that fits
+    axis = count_axis(top)
+    assert axis["dtick"] == count_step(max(top, 1)) and axis["tickformat"] == ",d"
+    assert axis["range"][0] == 0 and axis["range"][1] > max(top, 1)  # the top bar is not cut
 
 
-@pytest.fixture(scope="module")
-def real_run(tmp_path_factory) -> Path:
-    """A finished run (synthesize -> templify -> custom weighted mix) in a folder of its own."""
-    from instructpt.testing import train_tokenizer
-
-    root = tmp_path_factory.mktemp("report-run")
-    texts = [json.loads(line)["text"] for line in open(EXAMPLES / "corpus.jsonl")]
-    train_tokenizer(texts, vocab_size=1000).save(str(root / "tokenizer.json"))
-    for name in ("corpus.jsonl", "corpus-with-errors.jsonl"):
-        shutil.copy(EXAMPLES / name, root / name)
-    config = {
-        "workdir": str(root / "work"),
-        "synthesize": {"inputs": [str(root / "corpus.jsonl")], "engine": "rules",
-                       "model": str(root / "tokenizer.json"), "shard_size": 16},
-        "templify": {"seed": 0},
-        "mix": {"recipe": "custom", "augmented_weight": 1.0, "tokenizer": str(root / "tokenizer.json"),
-                "sources": [{"name": "web", "weight": 0.5,
-                             "paths": [str(root / "corpus.jsonl"), str(root / "corpus-with-errors.jsonl")]}],
-                "bos_text": "<s>", "eos_text": "</s>", "workers": 1, "format": "jsonl"},
-    }  # fmt: skip
-    (root / "run.yaml").write_text(yaml.safe_dump(config))
-    result = CliRunner().invoke(main, ["run", str(root / "run.yaml")], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return root
+QUOTES = "\"'“”‘’«»"
 
 
-def test_figures_of_a_real_run_match_its_outputs(real_run):
-    work = real_run / "work"
-    result = analyze([work], sample_size=10, seed=3)
-    figures = result["figures"]
-    summary = json.loads((work / "synthesized" / "summary.json").read_text())
-    syn = figures["synthesize"]
-    for key in ("documents", "entries", "pairs", "entries_without_pairs", "generations_hit_max_new_tokens"):
-        assert syn[key] == summary[key], key
-    assert sum(syn["kinds"].values()) == summary["pairs"]
-    assert syn["parse_rate"] == 1.0  # the rules engine writes no malformed fragment
-    tem_summary = json.loads((work / "augmented" / "summary.json").read_text())
-    assert figures["templify"]["modes"] == tem_summary["modes"]
-    assert figures["templify"]["families"] == tem_summary["families"]
-    mix_manifest = json.loads((work / "train" / "manifest.json").read_text())
-    assert figures["mix"]["tokens_total"] == mix_manifest["tokens_total"]
-    web = figures["mix"]["sources"][1]
-    assert web["ratio_achieved"] == mix_manifest["sources"][1]["ratio_to_anchor_achieved"]
-    assert web["rejected"] == 6  # the six bad records of corpus-with-errors.jsonl
-    assert "mix_rejected:web" in {a["id"] for a in result["alerts"]}
-    # The sample: 10 entries, in corpus order, each with the one text it is verbatim in.
-    assert len(result["sample"]) == 10
-    for record in result["sample"]:
-        assert record["id"] in record["augmented"]["source_ids"]
-        assert record["text"] in record["augmented"]["text"]
-    # The stage folders given one by one are the same report as the workdir.
-    parts = analyze([work / "train", work / "synthesized", work / "augmented"], sample_size=10, seed=3)
-    assert parts == result
-    assert [s["id"] for s in analyze([work], 10, seed=4)["sample"]] != [s["id"] for s in result["sample"]]
+@given(st.text(alphabet=st.sampled_from("ab \"'“”«<&"), max_size=12))
+def test_opening_labels_add_no_quotes(opening):
+    from instructpt.report.charts import opening_label
+
+    label = html.unescape(opening_label(opening))
+    assert label.startswith(opening) and label.count("…") == opening.count("…") + 1
+    assert sum(label.count(q) for q in QUOTES) == sum(opening.count(q) for q in QUOTES)
+
+
+def test_openings_chart_of_quoted_instructions(tmp_path):
+    pytest.importorskip("plotly")
+    from instructpt.report.charts import build_charts
+
+    rows = [row("q0", [('"A cup of tea" means?', "Tea."), ('Premise: "a cup of tea". True?', "Yes.")])]
+    figures = analyze([write_synthesize(tmp_path / "syn", rows)])["figures"]
+    (chart,) = [c for c in build_charts(figures) if c["id"] == "chart-openings"]
+    labels = [html.unescape(y) for y in chart["figure"]["data"][0]["y"]]
+    assert sorted(labels) == ['"a cup of …', 'premise: "a cup …']
 
 
 def test_page_is_self_contained_deterministic_and_escaped(tmp_path):
@@ -312,90 +282,3 @@ def test_cli(tmp_path):
     result = runner.invoke(report_command, [str(out / "data"), "-o", str(tmp_path / "r.html")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.startswith("Error: ") and "not an instructpt output" in result.output
-
-
-# ---------------------------------------------------------------------------------------------
-# The page in a real browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.is_file():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-def open_page(browser, path: Path):
-    """The page at `path`, with every console error, page error, dialog and request recorded."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    seen: dict[str, list[str]] = {"errors": [], "dialogs": [], "requests": []}
-    page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
-    page.on("dialog", lambda d: (seen["dialogs"].append(d.message), d.dismiss()))
-    page.on("request", lambda r: seen["requests"].append(r.url))
-    page.goto(path.resolve().as_uri())
-    return page, seen
-
-
-RENDERED = (
-    "[...document.querySelectorAll('.js-plotly-plot')].filter(e => e.querySelector('svg.main-svg')).length"
-)
-
-
-@pytest.mark.slow
-def test_report_in_chromium(real_run, browser, monkeypatch, tmp_path):
-    pytest.importorskip("plotly")
-    monkeypatch.chdir(real_run)  # relative paths, so the screenshot shows no temporary folder
-    result = write_report(["work"], "report.html", sample_size=20)
-    charts = len(result["charts"])
-    assert charts == 9  # + template usage (issue 12)
-    page, seen = open_page(browser, real_run / "report.html")
-    page.wait_for_function(f"{RENDERED} === {charts}", timeout=30_000)
-    assert page.evaluate("document.querySelectorAll('.js-plotly-plot').length") == charts
-    texts = {}
-    for shard in sorted((real_run / "work" / "synthesized" / "data").glob("*.parquet")):
-        import pyarrow.parquet as pq
-
-        texts.update({r["id"]: r["text"] for r in pq.read_table(shard, columns=["id", "text"]).to_pylist()})
-    first, second = result["samples"][0], result["samples"][1]
-    assert page.text_content("#doc-text") == texts[first]
-    assert first in page.text_content("#doc-meta")
-    assert page.text_content("#aug-text mark") == texts[first]  # highlighted in its augmented text
-    assert page.locator("#pairs li").count() >= 1
-    page.click("#next")
-    assert page.text_content("#doc-text") == texts[second] != texts[first]
-    page.select_option("#sample-select", index=5)
-    assert page.text_content("#doc-text") == texts[result["samples"][5]]
-    page.click("#prev")
-    assert page.text_content("#doc-text") == texts[result["samples"][4]]
-    page.select_option("#sample-select", index=0)
-    assert seen["errors"] == [] and seen["dialogs"] == []
-    assert all(url.startswith(("file:", "data:", "blob:", "about:")) for url in seen["requests"]), seen[
-        "requests"
-    ]
-    DOCS.mkdir(exist_ok=True)
-    # The committed docs/report.png is refreshed only on request, so a test run leaves the tree clean.
-    shot = DOCS / "report.png" if os.environ.get("INSTRUCTPT_UPDATE_SCREENSHOT") else tmp_path / "report.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 50_000
-    page.close()
-
-
-@pytest.mark.slow
-def test_hostile_text_stays_text_in_chromium(tmp_path, browser):
-    pytest.importorskip("plotly")
-    hostile = '</script><script>window.__pwned=1</script><img src=x onerror="window.__pwned=2;alert(1)">'
-    rows = [row("d<x>", [(f"<b>{hostile}</b>?", hostile)], text=hostile + "\n & done")]
-    out = write_synthesize(tmp_path / "syn", rows, rejected={"<i>bad</i>": 1})
-    write_report([out], tmp_path / "r.html")
-    page, seen = open_page(browser, tmp_path / "r.html")
-    page.wait_for_function(f"{RENDERED} > 0", timeout=30_000)
-    assert page.text_content("#doc-text") == hostile + "\n & done"
-    assert page.text_content("#pairs li .a") == hostile
-    assert page.evaluate("window.__pwned === undefined && document.querySelectorAll('img').length === 0")
-    assert seen["errors"] == [] and seen["dialogs"] == []
-    page.close()

@@ -1,4 +1,4 @@
-"""SPEC §3: groups, chains, context, exact budgets and long documents."""
+"""docs/method.md §3: groups, chains, context, exact budgets and long documents."""
 
 from __future__ import annotations
 

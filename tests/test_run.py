@@ -147,3 +147,32 @@ def test_run_kill_9_then_resume_matches_a_clean_run(tmp_path, tiny_model):
         assert snapshot(work / stage) == snapshot(clean / stage)
     for name in ("part-00000.npy", "part-00000.csv.gz"):
         assert (work / "train/data" / name).read_bytes() == (clean / "train/data" / name).read_bytes()
+
+
+def test_run_on_two_static_workers_then_a_final_run_equals_one_process(tmp_path, tiny_model):
+    path = write_config(tmp_path, tiny_model)  # the rules engine; 24 documents in 5 shards
+    assert invoke("run", path, "--no-progress").exit_code == 0
+    work, clean = tmp_path / "work", tmp_path / "clean"
+    work.rename(clean)  # same input paths, so the records' sources match
+
+    def worker(index: int) -> dict:
+        result = invoke("run", path, "--no-progress", "--json", "--num-workers", 2, "--worker-index", index)
+        assert result.exit_code == 0, result.output
+        assert "run the same config without --num-workers/--worker-index" in result.stderr
+        return json.loads(result.stdout)
+
+    first = worker(0)  # synthesize shards 0, 2, 4: the stage is not complete, it stops there
+    assert first["stopped_at"] == "synthesize" and first["synthesize"]["documents"] < 24
+    assert not (work / "augmented").exists()
+    second = worker(1)  # synthesize 1, 3 (now complete), then templify 1, 3 and stop
+    assert second["stopped_at"] == "templify" and second["synthesize"]["documents"] == 24
+    assert not (work / "train").exists()
+    final = invoke("run", path, "--no-progress")  # templify 0, 2, 4, then mix
+    assert final.exit_code == 0, final.output
+    assert "synthesized: synthesize already complete" in final.stderr and "stopped" not in final.stderr
+    for stage in ("synthesized", "augmented"):
+        assert snapshot(work / stage) == snapshot(clean / stage)
+    for name in ("part-00000.npy", "part-00000.csv.gz"):
+        assert (work / "train/data" / name).read_bytes() == (clean / "train/data" / name).read_bytes()
+    refused = invoke("run", path, "--num-workers", 2, "--worker-index", 2)
+    assert refused.exit_code != 0 and "--worker-index must be in 0..1" in refused.output

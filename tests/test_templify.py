@@ -1,4 +1,4 @@
-"""Templify (SPEC §4): chains to texts, modes, pair kinds, reproducibility, diversity."""
+"""Templify (docs/method.md §4): chains to texts, modes, pair kinds, reproducibility, diversity."""
 
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
 The public API: one function per stage (`synthesize`, `templify`, `mix`) and `run` for all of
 them, their settings models, the record types, and what an engine needs (`Engine`,
 `register_engine`, `from_function`); everything else lives in submodules
-(docs/architecture.md). The core imports no torch: model backends load lazily, and so do the
-settings models and `mix`/`run` (pydantic, numpy, tokenizers) on first use.
+(docs/architecture.md). The core imports no torch: model backends load lazily, and so does
+every public name (pydantic, numpy, tokenizers) on first use, so `import instructpt` (and the
+CLI's start-up, which a Ctrl-C may interrupt) is quick.
 """
 
 from __future__ import annotations
@@ -12,19 +13,31 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .engines.base import Completion, Engine, Request
-from .engines.function import from_function
-from .engines.registry import register_engine
-from .errors import UsageError
-from .records import Document, Entry, Reject
-from .synthesis.stage import synthesize
-from .templating.render import AugmentedText, templify
 
 if TYPE_CHECKING:
     from .config import MixSettings, RunConfig, SynthesizeSettings, TemplifySettings
+    from .engines.base import Completion, Engine, Request
+    from .engines.function import from_function
+    from .engines.registry import register_engine
+    from .errors import UsageError
+    from .records import Document, Entry, Reject
+    from .synthesis.stage import synthesize
+    from .templating.render import AugmentedText, templify
     from .workflow import mix, run
 
 _LAZY = {
+    "Completion": "engines.base",
+    "Engine": "engines.base",
+    "Request": "engines.base",
+    "from_function": "engines.function",
+    "register_engine": "engines.registry",
+    "UsageError": "errors",
+    "Document": "records",
+    "Entry": "records",
+    "Reject": "records",
+    "synthesize": "synthesis.stage",
+    "AugmentedText": "templating.render",
+    "templify": "templating.render",
     "SynthesizeSettings": "config",
     "TemplifySettings": "config",
     "MixSettings": "config",

@@ -32,6 +32,8 @@ from .engines.registry import EngineSpec, registry
 from .errors import UsageError
 from .io.files import safe_name
 from .mixing.recipes import MixConfig, SourceSpec, domain_recipe, scratch_recipe
+from .quality.decontaminate import DecontaminateOptions
+from .quality.filters import FilterSettings
 from .synthesis.rounds import RoundSettings
 from .synthesis.stage import SynthesisConfig
 from .templating.stage import run_templify
@@ -190,6 +192,48 @@ class TemplifySettings(_Strict):
                                                 description="Format of the text shards.")  # fmt: skip
 
 
+class DecontaminateSettings(_Strict):
+    """The decontaminate stage (benchmark decontamination + pair filters): `run` YAML's
+    `decontaminate:` section and `instructpt decontaminate`'s flags."""
+
+    eval_sets: list[str] = Field([], description="Evaluation set: [NAME=]PATH[:FIELD1,FIELD2], PATH a JSONL "
+                                 "or Parquet file, a folder of them, or a `datasets` folder saved to disk; "
+                                 "FIELDS the text fields [default: every string field].")  # fmt: skip
+    lm_eval_tasks: list[str] = Field([], description="lm-evaluation-harness task whose data is on this "
+                                     "machine (nothing is downloaded).")  # fmt: skip
+    lm_eval_include: str | None = Field(None, description="A folder of extra lm-eval task YAML files.")
+    ngram: int = Field(default_of(DecontaminateOptions, "n"), ge=1,
+                       description="n: words per n-gram (13 as in GPT-3 and lm-eval).")  # fmt: skip
+    min_words: int = Field(default_of(DecontaminateOptions, "min_words"), ge=1,
+                           description="Eval texts of min-words..n-1 words are matched whole.")  # fmt: skip
+    document_action: Literal["cut", "drop"] = Field(
+        default_of(DecontaminateOptions, "document_action"), description="A contaminated document: cut "
+        "the match and --window characters each side (GPT-3), or drop it with its pairs.",
+    )  # fmt: skip
+    window: int = Field(default_of(DecontaminateOptions, "window"), ge=0,
+                        description="cut: characters removed each side of a match.")  # fmt: skip
+    max_instruction_chars: int | None = Field(
+        default_of(FilterSettings, "max_instruction_chars"), gt=0,
+        description="Drop longer instructions (0 on the command line, null in YAML: no limit).",
+    )  # fmt: skip
+    max_response_chars: int | None = Field(
+        default_of(FilterSettings, "max_response_chars"), gt=0,
+        description="Drop longer responses (0 on the command line, null in YAML: no limit).",
+    )  # fmt: skip
+    drop_copies: bool = Field(default_of(FilterSettings, "drop_copies"), description="Drop pairs whose "
+                              "instruction or response contains the whole document.")  # fmt: skip
+    min_groundedness: float | None = Field(default_of(FilterSettings, "min_groundedness"), ge=0, le=1,
+                                           description="Drop pairs whose response has a smaller share of "
+                                           "words found in the document [default: keep all].")  # fmt: skip
+    dedupe: bool = Field(default_of(FilterSettings, "dedupe"), description="Drop pairs whose normalised "
+                         "instruction + response came earlier in the corpus.")  # fmt: skip
+
+    def options(self) -> DecontaminateOptions:
+        filters = FilterSettings(self.max_instruction_chars, self.max_response_chars, self.drop_copies,
+                                 self.min_groundedness, self.dedupe)  # fmt: skip
+        return DecontaminateOptions(self.ngram, self.min_words, self.document_action, self.window, filters)
+
+
 class SourceModel(_Strict):
     name: str
 
@@ -305,6 +349,7 @@ class MixSettings(_Strict):
 class RunConfig(_Strict):
     workdir: str
     synthesize: SynthesizeSettings
+    decontaminate: DecontaminateSettings | None = None  # present: the stage runs before templify
     templify: TemplifySettings = TemplifySettings()
     mix: MixSettings | None = None
 

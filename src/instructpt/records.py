@@ -2,7 +2,7 @@
 
 A `Document` is one text read from the corpus (or one part of a long one). An
 `Entry` is that document after synthesis: its pairs plus the chain state templify
-needs to rebuild M-shot texts (SPEC §3). A `Reject` is an input that could not be
+needs to rebuild M-shot texts (docs/method.md §3). A `Reject` is an input that could not be
 used, with the reason; rejects are written, never silently dropped.
 """
 

@@ -39,6 +39,21 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2000):
     return tok
 
 
+def save_tiny_tokenizer(folder: str | Path, texts: Iterable[str] = (), vocab_size: int = 2000) -> Path:
+    """Save only the tokenizer of `build_tiny_model` to `folder` (tokenizer.json and a
+    tokenizer_config.json naming <s>/</s>/<unk>): needs `tokenizers` only, no torch or
+    transformers, and loads with either. Enough for `--engine rules` and `mix --tokenizer`."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    train_tokenizer(list(texts) or [_FORMAT_SAMPLE], vocab_size).save(str(folder / "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+              "unk_token": "<unk>", "model_max_length": 32768}  # fmt: skip
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return folder
+
+
 def build_tiny_model(
     folder: str | Path,
     texts: Iterable[str] = (),
@@ -138,7 +153,7 @@ def scripted_pairs(text: str) -> list[_Pair]:
 
 def scripted_generate(prompts: list[str]) -> list[str]:
     """A synthesizer stand-in for `from_function`: `scripted_pairs` about each prompt's last
-    document, in the wire format (SPEC §2)."""
+    document, in the wire format (docs/method.md §2)."""
     out = []
     for prompt in prompts:
         start = prompt.rfind("<CON> ") + len("<CON> ")

@@ -2,7 +2,7 @@
 
 Everything that budgets a prompt goes through `Tokenizer.encode_batch`, which never
 adds special tokens: the prompt text already starts with the literal BOS `<s>`
-(SPEC §2), and a prompt with two BOS tokens is a bug. The wrapper accepts a
+(docs/method.md §2), and a prompt with two BOS tokens is a bug. The wrapper accepts a
 `tokenizers.Tokenizer`, a transformers tokenizer, any object with
 `encode(text, add_special_tokens=False)`, or a path/model id to load one from.
 """
@@ -20,9 +20,12 @@ from .errors import UsageError, first_line
 class Tokenizer:
     """A thin, fast wrapper that encodes without special tokens."""
 
-    def __init__(self, backend: Any, name: str = "") -> None:
+    def __init__(self, backend: Any, name: str = "", special: dict[str, str] | None = None) -> None:
         self.backend = backend
         self.name = name or type(backend).__name__
+        # bos/eos/unk/pad token text from the folder's tokenizer_config.json when the backend
+        # (a bare `tokenizers.Tokenizer`) does not know them itself
+        self.special = dict(special or {})
         self._encode_batch = self._pick_encoder(backend)
         self.splits_at_bos_eos = _splits_at(backend, ("<s>", "</s>"))
 
@@ -71,6 +74,19 @@ class Tokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=True)
 
+    @property
+    def bos_token(self) -> str | None:
+        return self.special_token("bos_token")
+
+    @property
+    def eos_token(self) -> str | None:
+        return self.special_token("eos_token")
+
+    def special_token(self, key: str) -> str | None:
+        """The text of the special token `key` ("bos_token", "eos_token"...), or None."""
+        value = getattr(self.backend, key, None)
+        return value if isinstance(value, str) and value else self.special.get(key)
+
     def token_id(self, token: str) -> int | None:
         convert = getattr(self.backend, "token_to_id", None) or getattr(
             self.backend, "convert_tokens_to_ids", None
@@ -103,34 +119,79 @@ def _splits_at(backend: Any, tokens: tuple[str, ...]) -> bool:
     return all(t in special for t in tokens)
 
 
-def load_tokenizer(source: Any) -> Tokenizer:
+SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token")
+
+
+def special_tokens_of(folder: Path) -> dict[str, str]:
+    """The special tokens a tokenizer folder names, as transformers reads them: from
+    special_tokens_map.json, then tokenizer_config.json (which wins); a token is a string or
+    an AddedToken dict `{"content": "</s>", ...}`."""
+    from .io.files import read_json_or_none
+
+    found: dict[str, str] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        config = read_json_or_none(folder / name)
+        if not isinstance(config, dict):
+            continue
+        for key in SPECIAL_KEYS:
+            value = config.get(key)
+            if isinstance(value, dict):
+                value = value.get("content")
+            if isinstance(value, str) and value:
+                found[key] = value
+    return found
+
+
+def _from_tokenizer_json(file: Path, name: str) -> Tokenizer:
+    from tokenizers import Tokenizer as RustTokenizer
+
+    try:
+        backend = RustTokenizer.from_file(str(file))
+    except Exception as exc:  # noqa: BLE001 - a broken tokenizer.json is the user's to fix
+        raise UsageError(f"cannot load the tokenizer {name}: {file}: {first_line(exc)}") from None
+    return Tokenizer(backend, name=name, special=special_tokens_of(file.parent))
+
+
+def load_tokenizer(source: Any, hint: str | None = None) -> Tokenizer:
     """A `Tokenizer` from an object, a folder, a tokenizer.json file, or a Hub model id.
 
     Paths and model ids load through transformers when it is installed (so counts match
-    what the hf/vLLM engines tokenize), else through `tokenizers` from tokenizer.json.
+    what the hf/vLLM engines tokenize), else through `tokenizers` from tokenizer.json (the
+    folder's tokenizer_config.json naming the special tokens). A missing folder, or a Hub id
+    that cannot be reached nor found in the cache, is a UsageError at once (`hub.locate`;
+    `hint` says what to pass instead).
     """
+    from .hub import DEFAULT_HINT, cached_file, locate
+
     if isinstance(source, Tokenizer):
         return source
     if not isinstance(source, (str, os.PathLike)):
         return Tokenizer(source)
-    path = Path(source)
-    if path.is_file() and path.suffix == ".json":
-        from tokenizers import Tokenizer as RustTokenizer
-
-        return Tokenizer(RustTokenizer.from_file(str(path)), name=str(path))
+    try:
+        where = locate(source, hint or DEFAULT_HINT)
+    except UsageError as exc:
+        if str(exc).startswith("folder not found"):
+            raise UsageError(f"cannot load the tokenizer {source!s}: {exc}") from None
+        raise
+    path = where.folder
+    if path is not None and path.is_file():
+        if path.suffix != ".json":
+            raise UsageError(f"cannot load the tokenizer {source!s}: pass a folder or a tokenizer.json file")
+        return _from_tokenizer_json(path, str(path))
     try:
         from transformers import AutoTokenizer
     except ImportError:
-        if (path / "tokenizer.json").is_file():
-            from tokenizers import Tokenizer as RustTokenizer
-
-            return Tokenizer(RustTokenizer.from_file(str(path / "tokenizer.json")), name=str(path))
+        file = path / "tokenizer.json" if path is not None else None
+        if file is None and (cached := cached_file(where.name, "tokenizer.json")):
+            file = Path(cached)
+        if file is not None and file.is_file():
+            return _from_tokenizer_json(file, str(source))
         raise UsageError(
             f"cannot load the tokenizer {source!s}: install transformers "
             "(pip install 'instructpt[hf]') or pass a folder with tokenizer.json"
         ) from None
     try:
-        backend = AutoTokenizer.from_pretrained(str(source))
+        backend = AutoTokenizer.from_pretrained(where.name, local_files_only=where.local_only)
     except Exception as exc:  # noqa: BLE001 - any load failure is a user-facing error
         raise UsageError(f"cannot load the tokenizer {source!s}: {first_line(exc)}") from None
     return Tokenizer(backend, name=str(source))

@@ -37,48 +37,93 @@ def _stderr(message: str) -> None:
 
 
 def run_pipeline(config: RunConfig, rebuild: bool = False, progress: bool | None = None,
-                 log: Callable[[str], None] = _stderr, verify: bool = False) -> dict[str, Any]:  # fmt: skip
+                 log: Callable[[str], None] = _stderr, verify: bool = False, num_workers: int = 1,
+                 worker_index: int = 0, executor: str = "local", ray_workers: int | None = None,
+                 gpus_per_worker: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """Run every configured stage; returns {stage: summary}. `verify`: hash every finished file
-    instead of trusting size + mtime."""
+    instead of trusting size + mtime.
+
+    With `num_workers` > 1 this process is static worker `worker_index` of every stage: it
+    computes its shards of a stage and goes on to the next only if that stage is then complete
+    (it finished last); otherwise it stops there (the result has "stopped_at"), and a final
+    `run` in one process (or the last worker of each stage) completes the rest. `executor="ray"`
+    runs each stage on Ray actors (`ray_workers`, each with `gpus_per_worker` for synthesis)."""
     from .engines.registry import create_engine
+    from .executor import check_worker
     from .mixing.mix import run_mix
     from .synthesis.stage import run_synthesis
     from .templating.stage import run_templify
 
+    check_worker(num_workers, worker_index)
     work = Path(config.workdir)
     paths = {"synthesize": work / "synthesized", "templify": work / "augmented", "mix": work / "train"}
+    paths["decontaminate"] = work / "decontaminated"  # with a `decontaminate:` section: templify reads it
     s = config.synthesize
     spec = s.engine_spec()  # `auto` resolved, the extra installed
     options = s.options_for(spec)  # validated before any stage runs
+    ray = executor == "ray"
+    workers: dict[str, Any] = (
+        {"executor": "ray", "ray_workers": ray_workers} if ray
+        else {"num_workers": num_workers, "worker_index": worker_index}
+    )  # fmt: skip
     results: dict[str, Any] = {}
 
     def synthesize(overwrite: bool) -> Any:
         cfg = s.synthesis_config(spec.name, str(paths["synthesize"]), overwrite=overwrite or rebuild,
                                  verify=verify, rebuild=rebuild)  # fmt: skip
-        return run_synthesis(cfg, lambda: create_engine(spec.name, options), progress=progress, log=log)
+        if ray:
+            from .synthesis.ray import run_ray
 
-    log(f"== synthesize -> {paths['synthesize']}")
-    results["synthesize"] = _stage("synthesize", synthesize, rebuild, log)
-    log(f"== templify -> {paths['templify']}")
-    t = config.templify
-    results["templify"] = _stage(
-        "templify",
-        lambda ow: run_templify(paths["synthesize"], paths["templify"], t.seed, t.format, ow, progress, log,
-                                verify),
-        True, log,
-    )  # fmt: skip
+            return run_ray(cfg, spec.name, options, num_workers=ray_workers, gpus_per_worker=gpus_per_worker,
+                           progress=progress, log=log)  # fmt: skip
+        return run_synthesis(cfg, lambda: create_engine(spec.name, options), progress=progress, log=log,
+                             num_workers=num_workers, worker_index=worker_index)  # fmt: skip
+
+    def templify(overwrite: bool) -> Any:
+        t = config.templify
+        source = paths["decontaminate" if config.decontaminate is not None else "synthesize"]
+        return run_templify(source, paths["templify"], t.seed, t.format, overwrite, progress,
+                            log, verify, **workers)  # fmt: skip
+
+    stages: list[tuple[str, Callable[[bool], Any], bool]] = [
+        ("synthesize", synthesize, rebuild), ("templify", templify, True)
+    ]  # fmt: skip
+    if config.decontaminate is not None:
+        d = config.decontaminate
+
+        def decontaminate(overwrite: bool) -> Any:
+            from .quality.decontaminate import run_decontaminate
+
+            return run_decontaminate(paths["synthesize"], paths["decontaminate"], d.eval_sets, d.options(),
+                                     d.lm_eval_tasks, d.lm_eval_include, overwrite, progress, log, verify,
+                                     **workers)  # fmt: skip
+
+        stages.insert(1, ("decontaminate", decontaminate, True))
     if config.mix is not None:
         m = config.mix
         sources = m.recipe_sources([str(paths["templify"])])
-        log(f"== mix -> {paths['mix']}")
 
         def mix(overwrite: bool) -> Any:
-            return run_mix(
-                m.mix_config(sources, str(paths["mix"]), overwrite=overwrite, verify=verify), log=log
-            )
+            mix_config = m.mix_config(sources, str(paths["mix"]), overwrite=overwrite, verify=verify)
+            return run_mix(mix_config, log=log, **workers)
 
-        results["mix"] = _stage("mix", mix, True, log)
+        stages.append(("mix", mix, True))
+    for name, call, recompute in stages:
+        log(f"== {name} -> {paths[name]}")
+        results[name] = _stage(name, call, recompute, log)
+        if not _complete(paths[name]):  # a static worker whose share is done, the others' not yet
+            log(f"{name}: this worker's shards are done, not yet the others'; when every worker is "
+                "done, run the same config without --num-workers/--worker-index to finish")  # fmt: skip
+            results["stopped_at"] = name
+            break
     return results
+
+
+def _complete(folder: Path) -> bool:
+    from .io.output import OutputDir
+
+    manifest = OutputDir(folder).read_manifest()
+    return bool(manifest and manifest.get("complete"))
 
 
 def mix(settings: MixSettings, augmented: list[str], output: str, *, overwrite: bool = False,

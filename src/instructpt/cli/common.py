@@ -33,8 +33,12 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--executor, --num-workers, --worker-index: where a stage's shards run (see executor/)."""
+def worker_options(fn: Callable[..., Any] | None = None, *, ray_default: str = "CPUs") -> Any:
+    """--executor, --num-workers, --worker-index: where a stage's shards run (see executor/).
+    `@worker_options`, or `@worker_options(ray_default=...)` to say how many Ray actors run by
+    default."""
+    if fn is None:
+        return functools.partial(worker_options, ray_default=ray_default)
     fn = click.option(
         "--worker-index",
         type=int,
@@ -46,8 +50,9 @@ def worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--num-workers",
         type=int,
         default=None,
-        help="Static sharding: how many workers split the shards (the last to finish, or "
-        "`instructpt merge`, finalizes); with --executor ray: how many actors [default: CPUs].",
+        help="Static sharding: how many workers split the shards (Slurm arrays, indexed jobs; the "
+        "last to finish, or `instructpt merge`, finalizes); with --executor ray: how many actors "
+        f"[default: {ray_default}].",
     )(fn)
     return click.option(
         "--executor",
@@ -57,6 +62,16 @@ def worker_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="local: this process (or one static worker, see --num-workers); ray: actors on a Ray "
         "cluster (RAY_ADDRESS, or a local one started here).",
     )(fn)
+
+
+# Ray: the GPUs each synthesize actor holds (synthesize, run).
+gpus_per_worker_option = click.option(
+    "--gpus-per-worker",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Ray: GPUs per actor (1 for a 7B model on one GPU; with tensor parallelism, more).",
+)
 
 
 def worker_args(executor: str, num_workers: int | None, worker_index: int) -> dict[str, Any]:

@@ -10,9 +10,24 @@ import click
 
 from ..engines.options import describe_options
 from ..engines.registry import registry
+from ..errors import UsageError
+
+
+def auto_pick() -> tuple[str | None, str]:
+    """(the engine `--engine auto` picks on this machine, or None; a line saying so and why)."""
+    try:
+        picked = registry().resolve("auto")
+    except UsageError as exc:
+        return None, f"--engine auto picks nothing on this machine: {exc}"
+    specs = registry().specs()
+    floor = specs[picked].auto_priority or 0
+    better = [s.name for s in specs.values() if s.auto_priority is not None and s.auto_priority > floor]
+    why = f" ({', '.join(better)}, ranked higher, not installed)" if better else ""
+    return picked, f"--engine auto picks {picked} on this machine{why}"
 
 
 def engine_rows() -> list[dict[str, Any]]:
+    picked, _ = auto_pick()
     rows = []
     for spec in registry().specs().values():
         missing = spec.missing()
@@ -26,6 +41,7 @@ def engine_rows() -> list[dict[str, Any]]:
                 "installed": not missing,
                 "install": f"pip install 'instructpt[{spec.extra}]'" if missing and spec.extra else "",
                 "auto_priority": spec.auto_priority,
+                "auto_pick": spec.name == picked,  # what --engine auto picks on this machine
                 "description": spec.description,
                 "options": options,
             }
@@ -53,6 +69,7 @@ def list_engines(as_json: bool = False) -> None:
     for row in rows:
         state = "installed" if row["installed"] else f"missing ({row['install']})"
         auto = f", auto priority {row['auto_priority']}" if row["auto_priority"] is not None else ""
+        auto += " (what --engine auto picks here)" if row["auto_pick"] else ""
         click.echo(f"{row['name']:<10} {state}{auto}: {row['description']}")
         if isinstance(row["options"], str):
             click.echo(f"    {row['options']}")
@@ -60,7 +77,8 @@ def list_engines(as_json: bool = False) -> None:
             click.echo(
                 f"    -O {opt['name']}=...  ({opt['type']}, default {opt['default']!r})  {opt['help']}"
             )
+    click.echo(f"\n{auto_pick()[1]}.")
     click.echo(
-        "\nEvery engine also takes the common settings: --model, --tokenizer, --max-model-len, --dtype, "
+        "Every engine also takes the common settings: --model, --tokenizer, --max-model-len, --dtype, "
         "--device, --max-batch-tokens, --trust-remote-code (synthesize.<name> in a run config)."
     )

@@ -1,4 +1,4 @@
-"""`instructpt evaluate`: lm-evaluation-harness suites for pre-trained models (SPEC §7)."""
+"""`instructpt evaluate`: lm-evaluation-harness suites for pre-trained models (docs/method.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Synthesizer commands: `ft-data convert`, `train-synthesizer`, `eval-synthesizer` (SPEC §6-§7)."""
+"""Synthesizer commands: `ft-data convert`, `train-synthesizer`, `eval-synthesizer` (docs/method.md §6-§7)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def convert(source: str, kind: str, dataset: str | None, context_field: str, que
             answer_field: str, options_field: str, label_field: str, rationale_field: str,
             hypothesis_field: str, output: str) -> None:  # fmt: skip
     """Convert SOURCE (JSONL, JSON list or Parquet) into synthesizer fine-tuning records:
-    {context, pairs: [{instruction, response}], dataset, kind}, in the SPEC §2 conventions."""
+    {context, pairs: [{instruction, response}], dataset, kind}, in the docs/method.md §2 conventions."""
     from ..finetune.data import ConvertStats, Fields, convert_rows, read_rows
     from ..io.files import inside, write_atomic
 
@@ -108,7 +108,7 @@ def convert(source: str, kind: str, dataset: str | None, context_field: str, que
 def train_synthesizer(base: str, data: str, output: str, lora: bool, merge: bool, max_len: int, epochs: float,
                       max_steps: int, lr: float, batch_size: int, grad_accum: int, seed: int,
                       as_json: bool) -> None:  # fmt: skip
-    """Fine-tune BASE into a synthesizer (SPEC §6): few-shot sequences of same-dataset examples in
+    """Fine-tune BASE into a synthesizer (docs/method.md §6): few-shot sequences of same-dataset examples in
     the wire format, loss only on the pair tokens and the closing EOS. Multi-GPU: run it under
     `accelerate launch`. bf16 and gradient checkpointing on GPU."""
     from ..errors import UsageError
@@ -124,8 +124,22 @@ def train_synthesizer(base: str, data: str, output: str, lora: bool, merge: bool
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo(f"trained {result['steps']} steps, loss {result['first_loss']} -> {result['last_loss']}; "
-                   f"saved to {result['output']}", err=True)  # fmt: skip
+        summary = f"trained {result['steps']} steps, {loss_line(result)}; saved to {result['output']}"
+        click.echo(summary, err=True)
+
+
+def loss_line(result: dict) -> str:
+    """The losses `train-synthesizer` reports: the run's mean and the per-step losses it logged."""
+    parts = []
+    if result.get("train_loss") is not None:
+        parts.append(f"mean loss {result['train_loss']:.4f}")
+    first, last = result.get("first_loss"), result.get("last_loss")
+    if first is not None and last is not None and result["first_loss_step"] != result["last_loss_step"]:
+        parts.append(f"loss {first:.4f} (step {result['first_loss_step']}) -> {last:.4f} "
+                     f"(step {result['last_loss_step']})")  # fmt: skip
+    elif first is not None:
+        parts.append(f"loss {first:.4f} at step {result['first_loss_step']}")
+    return ", ".join(parts) or "no loss logged"
 
 
 @click.command("eval-synthesizer")

@@ -44,7 +44,7 @@ def mix(augmented: tuple[str, ...], output: str, overwrite: bool, verify: bool, 
         allow_partial: bool, as_json: bool, executor: str, num_workers: int | None, worker_index: int,
         **values: Any) -> None:  # fmt: skip
     """Mix instruction-augmented texts with raw or general data into a pre-training corpus
-    (SPEC §5): every text wrapped in the model's BOS/EOS as text, tokenized without special
+    (docs/method.md §5): every text wrapped in the model's BOS/EOS as text, tokenized without special
     tokens, sampled to the recipe's token ratio, shuffled, and written with a manifest of
     documents and tokens per source and the achieved ratio.
     """

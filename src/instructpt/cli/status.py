@@ -17,14 +17,14 @@ from .common import user_errors
 def status(folder: str, as_json: bool, verify: bool) -> None:
     """Done/total shards, documents, throughput, ETA and failed shards of the run in FOLDER (a
     synthesize, templify or mix output folder), while it runs (any number of workers) or after."""
-    from ..executor.status import run_status
+    from ..executor.status import eta_text, run_status
 
     info = run_status(folder, verify=verify)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
     total = info["shards_total"] if info["shards_total"] is not None else "?"
-    eta = f"{info['eta_seconds'] / 60:.1f} min" if info["eta_seconds"] is not None else "unknown"
+    eta = eta_text(info)
     state = "complete" if info["complete"] else "running or stopped"
     line = f"{info['folder']} ({info['stage']}): {state}; {info['shards_done']}/{total} shards, "
     if info["stage"] == "synthesize":
@@ -57,6 +57,10 @@ def merge(folder: str) -> None:
         click.echo(
             f"{folder}: complete, {n} shards, {result['documents']} documents, {result['texts']} texts"
         )
+    elif stage == "decontaminate":
+        from ..quality.outcome import summary_line
+
+        click.echo(f"{folder}: complete, {n} shards, {summary_line(result)}")
     else:
         click.echo(f"{folder}: complete, {result['tokens_total']:,} tokens in {result['documents_total']:,} "
                    "documents")  # fmt: skip

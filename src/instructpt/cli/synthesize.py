@@ -21,7 +21,7 @@ from ..engines.options import parse_assignments
 from ..engines.registry import create_engine
 from ..engines.vllm import VLLMOptions
 from ..synthesis.stage import run_synthesis
-from .common import user_errors
+from .common import gpus_per_worker_option, user_errors, worker_options
 from .options import settings_from_flags, settings_options
 
 STAGE_FLAGS = ["model", "tokenizer", "engine", "rounds", "max_model_len", "max_new_tokens", "shard_size",
@@ -91,35 +91,8 @@ def _shortcut_options(fn: Any) -> Any:
     "-O base_urls=[http://h1:8000/v1,http://h2:8000/v1]); `instructpt engines list` shows each engine's.",
 )
 @_shortcut_options
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: this process (or one static worker, see --num-workers); ray: actors on a Ray "
-    "cluster (RAY_ADDRESS, or a local one started here).",
-)
-@click.option(
-    "--num-workers",
-    type=int,
-    default=None,
-    help="Static sharding: how many workers split the shards (Slurm arrays, indexed jobs); with "
-    "--executor ray: how many actors [default: GPUs / --gpus-per-worker, else CPUs].",
-)
-@click.option(
-    "--worker-index",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Static sharding: this worker's index, 0..num-workers-1 (e.g. $SLURM_ARRAY_TASK_ID).",
-)
-@click.option(
-    "--gpus-per-worker",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Ray: GPUs per actor (1 for a 7B model on one GPU; with tensor parallelism, more).",
-)
+@worker_options(ray_default="GPUs / --gpus-per-worker, else CPUs")
+@gpus_per_worker_option
 @click.option(
     "--max-retries",
     type=int,
@@ -146,7 +119,7 @@ def synthesize(
     as_json: bool,
     **values: Any,
 ) -> None:
-    """Write instruction-response pairs for every document of INPUT... (SPEC §2-§3).
+    """Write instruction-response pairs for every document of INPUT... (docs/method.md §2-§3).
 
     INPUT is a .jsonl (also .gz/.zst), .parquet or .txt file, a folder of them, or a
     glob. Documents are cut into shards of --shard-size; each shard runs --rounds
@@ -182,15 +155,11 @@ def synthesize(
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    rate = summary.get("this_run") or {
-        "documents_per_s": 0,
-        "raw_tokens_per_s": 0,
-        "generated_tokens_per_s": 0,
-    }
+    from ..executor.progress import this_run_text
+
     click.echo(
         f"{summary['documents']} documents -> {summary['entries']} entries, {summary['pairs']} pairs "
         f"({summary['pairs_per_entry']:.2f}/entry); {summary['rejected_inputs']} inputs rejected; "
-        f"this run: {rate['documents_per_s']:.1f} docs/s, {rate['raw_tokens_per_s']:.0f} raw tok/s, "
-        f"{rate['generated_tokens_per_s']:.0f} generated tok/s. Output: {output}",
+        f"{this_run_text(summary.get('this_run'))}. Output: {output}",
         err=True,
     )

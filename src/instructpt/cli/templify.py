@@ -1,4 +1,4 @@
-"""`instructpt templify`: documents + pairs -> instruction-augmented texts (SPEC §4)."""
+"""`instructpt templify`: documents + pairs -> instruction-augmented texts (docs/method.md §4)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,14 @@
 """transformers engine: static batches of greedy `generate` calls.
 
-Prompts arrive as exact token ids (one BOS, SPEC §2). They are sorted by length so a
-batch holds prompts of similar length (less padding), left-padded, and batches are
-bounded by a token budget: batch_size * (longest prompt + max_new_tokens) <=
-max_batch_tokens, which bounds the KV cache. bf16 (fp16 where bf16 is unsupported)
-on GPU, fp32 on CPU. Generation stops at EOS.
+Prompts arrive as exact token ids (one BOS). They are sorted by length so a batch holds
+prompts of similar length (less padding), left-padded, and batches are bounded by a token
+budget: batch_size * (longest prompt + max_new_tokens) <= max_batch_tokens, which bounds the
+KV cache. On a GPU the default budget is what half of the free memory holds in KV cache after
+the weights are loaded (decoding is bound by per-step overhead, so larger batches raise
+throughput until the GPU is busy); on CPU it is 16,384 tokens. bf16 (fp16 where bf16 is
+unsupported) on GPU, fp32 on CPU. Generation stops at EOS. `static_cache` pre-allocates the
+KV cache, which lets transformers compile the decoding step (CUDA graphs); prompt widths are
+then rounded up to a multiple of 128 tokens so few shapes are compiled.
 """
 
 from __future__ import annotations
@@ -21,14 +25,20 @@ from .options import DEFAULT_MAX_MODEL_LEN, EngineOptions
 
 # Default token budgets per batch. On a GPU a 7B Mistral keeps 128 KiB of KV cache
 # per token in bf16, so 65,536 tokens is ~8 GiB of cache next to ~14.5 GiB of weights.
-GPU_BATCH_TOKENS = 65_536
+GPU_BATCH_TOKENS = 65_536  # the floor of the memory-derived GPU default
 CPU_BATCH_TOKENS = 16_384
 MAX_BATCH_SIZE = 256
+KV_MEMORY_SHARE = 0.5  # of the free GPU memory, for the KV cache of one batch
+STATIC_WIDTH_STEP = 128
 
 
 class HFOptions(EngineOptions):
     continuous_batching: bool = Field(
         False, description="transformers' continuous batching (paged attention) instead of static batches."
+    )
+    max_batch_size: int = Field(MAX_BATCH_SIZE, gt=0, description="Most sequences in one static batch.")
+    static_cache: bool = Field(
+        False, description="Static KV cache: transformers compiles the decoding step (CUDA graphs)."
     )
 
 
@@ -54,7 +64,11 @@ class HFEngine(Engine):
         self.device = next(model.parameters()).device
         self.model_name = model_name
         on_gpu = self.device.type != "cpu"
-        self.max_batch_tokens = max_batch_tokens or (GPU_BATCH_TOKENS if on_gpu else CPU_BATCH_TOKENS)
+        if max_batch_tokens is None:
+            max_batch_tokens = gpu_batch_tokens(torch, model) if on_gpu else CPU_BATCH_TOKENS
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_size = MAX_BATCH_SIZE
+        self.static_cache = False
         backend = self.tokenizer.backend
         self.eos_id = getattr(backend, "eos_token_id", None)
         if self.eos_id is None:
@@ -76,19 +90,26 @@ class HFEngine(Engine):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = _pick_dtype(torch, options.dtype, device)
+        from ..hub import locate
+
+        tok_source, model_source = locate(options.tokenizer or options.model), locate(options.model)
         try:
             tokenizer = AutoTokenizer.from_pretrained(
-                options.tokenizer or options.model, trust_remote_code=options.trust_remote_code
-            )
+                tok_source.name, trust_remote_code=options.trust_remote_code,
+                local_files_only=tok_source.local_only,
+            )  # fmt: skip
             model = AutoModelForCausalLM.from_pretrained(
-                options.model, dtype=dtype, trust_remote_code=options.trust_remote_code
-            )
+                model_source.name, dtype=dtype, trust_remote_code=options.trust_remote_code,
+                local_files_only=model_source.local_only,
+            )  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - any load failure is the user's to fix
             raise UsageError(f"cannot load the model {options.model}: {first_line(exc)}") from None
         model.to(device)
         tok = Tokenizer(tokenizer, name=options.tokenizer or options.model)
         engine = cls(model, tok, options.max_model_len, options.max_batch_tokens, options.model)
         engine.continuous_batching = options.continuous_batching
+        engine.max_batch_size = options.max_batch_size
+        engine.static_cache = options.static_cache
         return engine
 
     def describe(self) -> dict[str, Any]:
@@ -97,6 +118,7 @@ class HFEngine(Engine):
             "model": self.model_name,
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "device": str(self.device),
+            "max_batch_tokens": self.max_batch_tokens,
         }
 
     def batches(self, requests: Sequence[Request]) -> list[list[int]]:
@@ -109,7 +131,7 @@ class HFEngine(Engine):
             need = len(requests[i].prompt_ids) + requests[i].max_new_tokens
             width = max(longest, need)
             if current and (
-                width * (len(current) + 1) > self.max_batch_tokens or len(current) >= MAX_BATCH_SIZE
+                width * (len(current) + 1) > self.max_batch_tokens or len(current) >= self.max_batch_size
             ):
                 batches.append(current)
                 current, width = [], need
@@ -131,6 +153,8 @@ class HFEngine(Engine):
     def _generate_batch(self, requests: list[Request]) -> list[Completion]:
         torch = self.torch
         width = max(len(r.prompt_ids) for r in requests)
+        if self.static_cache:  # few distinct shapes: each one is compiled once
+            width = -(-width // STATIC_WIDTH_STEP) * STATIC_WIDTH_STEP
         max_new = max(r.max_new_tokens for r in requests)
         ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(requests), width), dtype=torch.long)
@@ -149,6 +173,7 @@ class HFEngine(Engine):
                 top_k=None,
                 eos_token_id=None if self.ignore_eos else self.eos_id,
                 pad_token_id=self.pad_id,
+                **({"cache_implementation": "static"} if self.static_cache else {}),
             )
         new_tokens = generated[:, width:].tolist()
         completions = []
@@ -189,6 +214,21 @@ class HFEngine(Engine):
         self.model = None
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()
+
+
+def gpu_batch_tokens(torch: Any, model: Any) -> int:
+    """The default token budget on a GPU: KV cache for half the free memory (at least 65,536)."""
+    config = getattr(model, "config", None)
+    try:
+        free, _ = torch.cuda.mem_get_info(next(model.parameters()).device)
+        layers = config.num_hidden_layers
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        per_token = 2 * layers * kv_heads * head_dim * next(model.parameters()).element_size()
+    except (AttributeError, TypeError, RuntimeError):  # an unusual model: the fixed default
+        return GPU_BATCH_TOKENS
+    return max(GPU_BATCH_TOKENS, int(free * KV_MEMORY_SHARE / per_token))
 
 
 def _pick_dtype(torch: Any, dtype: str, device: str) -> Any:

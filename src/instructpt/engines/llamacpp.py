@@ -1,7 +1,7 @@
 """llama.cpp through llama-cpp-python: GGUF models on a laptop CPU (GPU offload where built).
 
 Prompts go in as token ids from the GGUF's own vocabulary, so the one BOS is the `<s>` at the
-start of the prompt text (SPEC §2); decoding is greedy (temperature 0) and stops at EOS.
+start of the prompt text (docs/method.md §2); decoding is greedy (temperature 0) and stops at EOS.
 Budgets use the GGUF's tokenizer through llama.cpp (`--tokenizer` may point to the original
 model's folder instead: its token counts must match). Requests run one after another: a
 laptop CPU gains little from batching with llama.cpp. Extra `[gguf]`.

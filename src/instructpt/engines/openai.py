@@ -2,7 +2,7 @@
 
 Requests go to `/v1/completions` with greedy settings and bounded concurrency per endpoint.
 Prompts are sent as token ids by default (`prompt: [1, ...]`), so the server adds no second
-BOS (SPEC §2); vLLM and SGLang accept this. For servers that only take text, `prompt_format
+BOS (docs/method.md §2); vLLM and SGLang accept this. For servers that only take text, `prompt_format
 ="text"` sends the text with `add_special_tokens: false` (honoured by vLLM and `transformers
 serve`; for llama.cpp's server, start it so that it does not add BOS, or use the ids form).
 
@@ -10,25 +10,23 @@ With several base URLs, requests are spread over the endpoints; a request that t
 gets a 429/5xx/connection error is retried, with exponential backoff (or after the server's
 `Retry-After`, capped), on the next healthy endpoint, and an endpoint that keeps failing is
 rested for a while. Every answer is validated (JSON completion object, one choice with a text,
-finish_reason stop/length, a sane `usage` no larger than the request allows); a malformed one is
-retried like a 5xx and never returned as a generation. No retry starts once a request has
-been failing for `retry_budget` seconds, and each attempt gets at most `timeout` seconds, so a
-dead or hanging server fails the run within about `retry_budget + timeout` (90 + 60 s by
-default) with one line naming the endpoint. Model name and context length are checked against
-`/v1/models` before the first request. The API key comes from the environment (`OPENAI_API_KEY`
-by default), is never logged, and is redacted from every error message (servers echo it).
+finish_reason stop/length, a sane `usage` no larger than the request allows: openai_answers.py);
+a malformed one is retried like a 5xx and never returned as a generation. No retry starts once a
+request has been failing for `retry_budget` seconds, and each attempt gets at most `timeout`
+seconds, so a dead or hanging server fails the run within about `retry_budget + timeout` (90 +
+60 s by default) with one line naming the endpoint. Model name and context length are checked
+against `/v1/models` before the first request. The API key comes from the environment
+(`OPENAI_API_KEY` by default), is never logged, and is redacted from every error message
+(servers echo it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import math
 import os
 import random
 import time
-import urllib.parse
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -37,10 +35,9 @@ from pydantic import Field, field_validator
 from ..errors import MissingExtraError, UsageError
 from ..tokenization import Tokenizer, load_tokenizer
 from .base import Completion, Engine, EngineError, Request
+from .openai_answers import BadAnswer, one_line, read_completion, secret_forms
 from .options import DEFAULT_MAX_MODEL_LEN, EngineOptions
 
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-RETRY_AFTER_CAP = 60.0  # seconds: a longer Retry-After is not waited for in full
 BACKOFF_CAP = 10.0  # seconds between two attempts of a request, before jitter
 DEFAULT_TIMEOUT = 60.0  # seconds one attempt may take
 DEFAULT_RETRY_BUDGET = 90.0  # seconds a request may keep failing before the run fails
@@ -48,46 +45,11 @@ NEEDS_BASE_URLS = (
     "the openai engine needs base_urls: --base-url URL (repeatable), -O base_urls=[URL, ...], "
     "or synthesize.engine_options: {base_urls: [URL, ...]} in a run config"
 )
-# finish_reason values meaning "ended by EOS/stop" (TGI says eos_token/stop_sequence) or "max_tokens"
-FINISH_REASONS = {"stop": "stop", "eos_token": "stop", "eos": "stop", "stop_sequence": "stop",
-                  "length": "length"}  # fmt: skip
 
 
 class OpenAIServerError(EngineError, UsageError):
     """A server failed or answered garbage past the retry budget: one line for the user (the CLI
     prints UsageErrors without a traceback), naming the endpoint, the API key redacted."""
-
-
-class _BadAnswer(Exception):
-    """A response that is not a usable completion; `retry` when another attempt may succeed."""
-
-    def __init__(self, message: str, retry: bool = True, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry = retry
-        self.retry_after = retry_after
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP-date), capped at
-    RETRY_AFTER_CAP; None when absent or unparseable."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), RETRY_AFTER_CAP)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None or when.tzinfo is None:
-        return None
-    delay = when.timestamp() - (time.time() if now is None else now)
-    return max(0.0, min(delay, RETRY_AFTER_CAP))
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class OpenAIOptions(EngineOptions):
@@ -165,7 +127,7 @@ class OpenAIEngine(Engine):
         self.backoff = backoff
         self.prompt_format = prompt_format
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._secrets = _secret_forms(api_key)
+        self._secrets = secret_forms(api_key)
         self._rest_until = [0.0] * len(self.base_urls)
         self._not_before = [0.0] * len(self.base_urls)  # Retry-After, per endpoint
         self._next = 0
@@ -206,7 +168,7 @@ class OpenAIEngine(Engine):
         return text
 
     def _fail(self, message: str) -> OpenAIServerError:
-        return OpenAIServerError(self.redact(_one_line(message, 500)))
+        return OpenAIServerError(self.redact(one_line(message, 500)))
 
     def check_servers(self) -> None:
         """Refuse to start if a server serves another model or a shorter context."""
@@ -336,8 +298,9 @@ class OpenAIEngine(Engine):
                 payload = {k: payload[k] for k in ("model", "prompt", "max_tokens", "temperature")}
                 continue
             try:
-                return self._read(response, request, url)
-            except _BadAnswer as bad:
+                return read_completion(response, request, url, self._show, self.prompt_format,
+                                       self.tokenizer.encode)  # fmt: skip
+            except BadAnswer as bad:
                 last_error = str(bad)
                 if not bad.retry:
                     raise self._fail(last_error) from None
@@ -353,92 +316,15 @@ class OpenAIEngine(Engine):
 
     def _show(self, text: str, limit: int = 200) -> str:
         """Server-provided text for a message: redacted first, then one line, shortened."""
-        return _one_line(self.redact(str(text)), limit)
+        return one_line(self.redact(str(text)), limit)
 
     def _rest(self, endpoint: int, attempts: int) -> None:
         self._rest_until[endpoint] = time.monotonic() + min(60.0, 2.0 * attempts)
-
-    def _read(self, response: Any, request: Request, url: str) -> Completion:
-        """The completion in `response`, or _BadAnswer saying what is wrong with it."""
-        status = response.status_code
-        if 300 <= status < 400:
-            where = response.headers.get("location", "?")
-            raise _BadAnswer(f"{url} answered HTTP {status}, a redirect to {self._show(where, 120)}: check "
-                             "--base-url (a login page or proxy in the way?)", retry=False)  # fmt: skip
-        snippet = self._show(response.text)
-        if status in RETRY_STATUS:
-            wait = retry_after_seconds(response.headers.get("retry-after"))
-            raise _BadAnswer(f"{url} answered HTTP {status}: {snippet}", retry_after=wait)
-        if status >= 400:
-            raise _BadAnswer(f"{url} answered HTTP {status}: {snippet}", retry=False)
-        if status != 200:
-            raise _BadAnswer(f"{url} answered HTTP {status} instead of 200: {snippet}")
-        ctype = response.headers.get("content-type", "")
-        if ctype and "json" not in ctype.lower():
-            raise _BadAnswer(f"{url} answered {ctype.split(';')[0].strip()}, not JSON: {snippet}")
-        try:
-            body = response.json()
-        except ValueError:
-            raise _BadAnswer(f"{url} answered a body that is not valid JSON: {snippet}") from None
-        if not isinstance(body, dict):
-            raise _BadAnswer(f"{url} answered a JSON {type(body).__name__}, not a completion: {snippet}")
-        if body.get("error"):
-            raise _BadAnswer(f"{url} answered an error: {self._show(json.dumps(body['error']))}")
-        choices = body.get("choices")
-        if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
-            raise _BadAnswer(f"{url} answered choices that is not a list of one object: {snippet}")
-        choice = choices[0]
-        text = choice.get("text")
-        if not isinstance(text, str):
-            what = "missing" if "text" not in choice else "null" if text is None else type(text).__name__
-            raise _BadAnswer(f"{url} answered a completion whose choices[0].text is {what}: {snippet}")
-        reason = choice.get("finish_reason")
-        if reason not in FINISH_REASONS:
-            shown = self._show(repr(reason), 40)
-            raise _BadAnswer(f"{url} answered finish_reason {shown} (not stop or length)")
-        usage = body.get("usage")
-        usage = {} if usage is None else usage
-        if not isinstance(usage, dict):
-            raise _BadAnswer(f"{url} answered a completion whose usage is a {type(usage).__name__}")
-        for field in ("prompt_tokens", "completion_tokens"):
-            value = usage.get(field)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise _BadAnswer(f"{url} answered usage.{field} is {self._show(repr(value), 40)}")
-        n_tokens = usage.get("completion_tokens")
-        if n_tokens is not None and n_tokens > request.max_new_tokens:
-            raise _BadAnswer(f"{url} answered {n_tokens} completion tokens for max_tokens "
-                             f"{request.max_new_tokens}: {self._show(text, 80)}")  # fmt: skip
-        counted = usage.get("prompt_tokens")
-        if self.prompt_format == "text" and counted is not None and counted != len(request.prompt_ids):
-            raise _BadAnswer(
-                f"{url} counted {counted} prompt tokens where the prompt has "
-                f"{len(request.prompt_ids)}: it adds special tokens (a second BOS?) or tokenizes "
-                "differently; use --prompt-format ids, or serve the synthesizer's own tokenizer "
-                "without BOS insertion",
-                retry=False,
-            )
-        if n_tokens is None:  # no usage: count ourselves (re-encoding may differ a little)
-            n_tokens = len(self.tokenizer.encode(text))
-            if n_tokens > 2 * request.max_new_tokens + 16:
-                raise _BadAnswer(f"{url} answered a text of {n_tokens} tokens for max_tokens "
-                                 f"{request.max_new_tokens}: {self._show(text, 80)}")  # fmt: skip
-            n_tokens = min(n_tokens, request.max_new_tokens)
-        return Completion(text, int(n_tokens), FINISH_REASONS[reason])
 
 
 def _timeout(seconds: float) -> Any:
     """One attempt's httpx timeout: at most 10 s to connect, `seconds` for everything."""
     return _httpx().Timeout(seconds, connect=min(10.0, seconds))
-
-
-def _secret_forms(key: str | None) -> list[str]:
-    """The API key as a server may echo it: raw, JSON-escaped, URL-encoded; longest first."""
-    if not key:
-        return []
-    escaped = json.dumps(key)[1:-1]
-    forms = {key, escaped, escaped.replace("/", "\\/"), urllib.parse.quote(key, safe=""),
-             urllib.parse.quote_plus(key)}  # fmt: skip
-    return sorted(forms, key=len, reverse=True)
 
 
 def _httpx() -> Any:

@@ -36,7 +36,10 @@ class EngineOptions(BaseModel):
     dtype: str = Field("auto", description="Weights: auto (bf16/fp16 on GPU, fp32 on CPU), bf16, fp16, fp32.")
     device: str = Field("auto", description="Device: auto, cpu, cuda, cuda:1...")
     max_batch_tokens: int | None = Field(
-        None, gt=0, description="hf: most prompt+generated tokens per batch [default: 65536 GPU, 16384 CPU]."
+        None,
+        gt=0,
+        description="hf: most prompt+generated tokens per batch [default: KV cache for half the free GPU "
+        "memory, 16384 on CPU].",
     )
     trust_remote_code: bool = Field(False, description="Allow custom model code from the model folder.")
 

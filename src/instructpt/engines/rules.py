@@ -19,14 +19,21 @@ It is a cheaper and much weaker baseline than the LLM synthesizer: its pairs are
 templated and only as varied as the text's own wording. It exists for runs without a GPU,
 for the offline demo and tests, and as the paper's ablation. It is deterministic and runs at
 thousands of documents per second (BENCHMARKS.md).
+
+Its figures are true, as a model's would be: it writes the whole pairs that fit in
+`max_new_tokens` with the closing EOS, counts the tokens it wrote (EOS included) and ends
+with `finish_reason="stop"`; only when not even its first pair fits is the generation cut
+at `max_new_tokens` tokens, with `finish_reason="length"`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from ..synthesis.format import CON_CLOSE, CON_OPEN, Pair, serialize_pairs
+from .base import Completion, Request
 from .function import FunctionEngine, load_tokenizer_for
 from .options import DEFAULT_MAX_MODEL_LEN
 
@@ -116,12 +123,17 @@ def mine_pairs(text: str, max_pairs: int = MAX_PAIRS) -> list[Pair]:
     return pairs[:max_pairs]
 
 
-def respond(prompt: str) -> str:
-    """The rules engine's generation for one prompt: pairs about its last document."""
+def prompt_pairs(prompt: str) -> list[Pair]:
+    """The pairs the rules engine mines for one prompt: about its last document."""
     start = prompt.rfind(CON_OPEN)
     end = prompt.rfind(CON_CLOSE)
     text = prompt[start + len(CON_OPEN) : end].strip() if 0 <= start < end else ""
-    return serialize_pairs(mine_pairs(text))
+    return mine_pairs(text)
+
+
+def respond(prompt: str) -> str:
+    """The rules engine's generation for one prompt, with no token budget."""
+    return serialize_pairs(prompt_pairs(prompt))
 
 
 class RulesEngine(FunctionEngine):
@@ -129,6 +141,37 @@ class RulesEngine(FunctionEngine):
 
     def __init__(self, tokenizer: Any, max_model_len: int = DEFAULT_MAX_MODEL_LEN) -> None:
         super().__init__(lambda prompts: [respond(p) for p in prompts], tokenizer, max_model_len)
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        mined = [prompt_pairs(r.prompt) for r in requests]
+        texts = [serialize_pairs(pairs) for pairs in mined]
+        counts = [len(ids) for ids in self.tokenizer.encode_batch(texts)]
+        out = []
+        for request, pairs, text, n in zip(requests, mined, texts, counts):
+            if n + 1 <= request.max_new_tokens:  # + 1: the EOS that ends it
+                out.append(Completion(text, n + 1, "stop"))
+            else:
+                out.append(self._within_budget(pairs, request.max_new_tokens))
+        return out
+
+    def _within_budget(self, pairs: list[Pair], budget: int) -> Completion:
+        """The most leading pairs that fit in `budget` tokens with the EOS, or, when not even the
+        first does, the generation cut after its first `budget` tokens."""
+        for k in range(len(pairs) - 1, 0, -1):
+            text = serialize_pairs(pairs[:k])
+            n = self.tokenizer.count(text)
+            if n + 1 <= budget:
+                return Completion(text, n + 1, "stop")
+        text = serialize_pairs(pairs[:1])
+        ids = self.tokenizer.encode(text)
+        if budget <= 0:
+            return Completion("", 0, "length")
+        offsets = self.tokenizer.char_offsets(text)
+        if offsets is not None and len(offsets) == len(ids):
+            cut = text[: offsets[budget - 1][1]]
+        else:
+            cut = self.tokenizer.decode(ids[:budget])
+        return Completion(cut, budget, "length")
 
     @classmethod
     def from_options(cls, options: Any) -> RulesEngine:

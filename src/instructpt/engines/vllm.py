@@ -1,6 +1,6 @@
 """vLLM, in process: continuous batching, prefix caching, chunked prefill, barrier-free.
 
-Prompts go in as token ids (`TokensPrompt`), so there is exactly one BOS (SPEC §2); decoding is
+Prompts go in as token ids (`TokensPrompt`), so there is exactly one BOS (docs/method.md §2); decoding is
 greedy. Automatic prefix caching is on: a round r+1 prompt starts with round r's context, so
 its prefix is already in the KV cache. The engine is vLLM's `AsyncLLM` (AsyncLLMEngine), run on
 an event loop in a background thread; `agenerate` submits one request from any event loop, so

@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..io.files import read_json_or_none, write_json
 from ..io.integrity import check_run, marker_problem
 from ..io.output import SHARDS_DIR
-from .progress import Progress
+from .progress import Progress, already_complete
 from .stage import Stage
 
 # Shards the async scheduler keeps open at once: new shards start while old ones drain, so the
@@ -126,7 +126,7 @@ def execute(stage: Stage, num_workers: int = 1, worker_index: int = 0, progress:
     with stage.out.locked(lock_name(num_workers, worker_index)):
         if (finished := stage.finished()) is not None:
             log(f"{stage.out.root}: {stage.name} already complete, nothing to do")
-            return finished
+            return already_complete(finished)
         bar = Progress(progress, total=total() if callable(total) else total)
         seen = [0]  # shards listed so far
         prepared = False

@@ -61,5 +61,27 @@ def throughput(counts: Counts, seconds: float) -> dict[str, float]:
     }
 
 
+def already_complete(result: Any) -> Any:
+    """The result of a run that was complete before this invocation: its figures stay, and
+    `this_run` (where the result has one) says that this invocation computed nothing, instead of
+    repeating the throughput of the run that did the work."""
+    if isinstance(result, dict) and "this_run" in result:
+        return {**result, "this_run": {**throughput(Counts(), 0.0), "documents": 0, "already_complete": True}}
+    return result
+
+
+def this_run_text(this_run: dict[str, Any] | None) -> str:
+    """What this invocation did, for the line a command ends with: its own figures only."""
+    if not this_run or this_run.get("already_complete"):
+        return "nothing to do: already complete"
+    if not this_run.get("documents"):
+        return "this run computed nothing (its shards were already done)"
+    text = f"this run: {this_run['documents']:,} documents, {this_run['documents_per_s']:.1f} docs/s"
+    if this_run.get("raw_tokens_per_s") or this_run.get("generated_tokens_per_s"):
+        text += (f", {this_run['raw_tokens_per_s']:.0f} raw tok/s, "
+                 f"{this_run['generated_tokens_per_s']:.0f} generated tok/s")  # fmt: skip
+    return text
+
+
 def ratio(a: int, b: int) -> float:
     return a / b if b else 0.0

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import UsageError
 from .local import Log, finish, is_done, record_failure, record_shard_count, run_shard, stderr_log
-from .progress import Progress
+from .progress import Progress, already_complete
 from .stage import Stage
 
 
@@ -52,7 +52,7 @@ def execute_ray(stage: Stage, num_workers: int | None = None, gpus_per_worker: f
     with stage.out.locked():
         if (finished := stage.finished()) is not None:
             log(f"{stage.out.root}: {stage.name} already complete, nothing to do")
-            return finished
+            return already_complete(finished)
         started_here = not ray.is_initialized()
         if started_here:
             address = os.environ.get("RAY_ADDRESS")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,13 @@ REOPEN = {
     "synthesize": "instructpt.synthesis.stage:reopen_stage",
     "templify": "instructpt.templating.stage:reopen_stage",
     "mix": "instructpt.mixing.stage:reopen_stage",
+    "decontaminate": "instructpt.quality.decontaminate:reopen_stage",
 }
 NOT_OURS = "is not an `instructpt synthesize` output folder, nor a templify or mix one"
+# No ETA when no shard has finished for 3 times the usual wait (between two finished shards, or
+# for one shard): the workers are stopped, or not started (static workers), and a rate from the
+# past would promise an end that is not coming ("ETA 0 s").
+STALLED_AFTER = 3.0
 
 
 def open_folder(folder: str | Path) -> tuple[OutputDir, dict[str, Any], str]:
@@ -37,9 +44,10 @@ def open_folder(folder: str | Path) -> tuple[OutputDir, dict[str, Any], str]:
     return out, manifest, stage
 
 
-def run_status(folder: str | Path, verify: bool = False) -> dict[str, Any]:
+def run_status(folder: str | Path, verify: bool = False, now: float | None = None) -> dict[str, Any]:
     """Done/total shards, documents, throughput, ETA, failures and damaged shards of a (possibly
-    running) run of any stage. Shards are checked cheaply (size + mtime), or fully with `verify`."""
+    running) run of any stage. Shards are checked cheaply (size + mtime), or fully with `verify`.
+    `eta_seconds` is None when there is no honest estimate; `eta_note` then says why."""
     out, manifest, stage = open_folder(folder)
     check = check_run(out.root, verify)
     markers = check.good
@@ -67,10 +75,16 @@ def run_status(folder: str | Path, verify: bool = False) -> dict[str, Any]:
     if manifest.get("complete") and not markers:  # mix: its tokenized shards go once it is written
         n = done = manifest.get("tokenize_shards", n)
         documents = manifest.get("documents_total", documents)
+    complete = bool(manifest.get("complete")) and not check.damaged
+    idle = (time.time() if now is None else now) - finished[-1] if finished else None
+    eta, eta_note = estimate_eta(complete, remaining, rate, idle, busy / len(markers) if markers else 0.0)
+    waiting = static_workers_not_started(out.root, n, markers) if not complete else None
+    if waiting:
+        eta, eta_note = None, waiting
     return {
         "folder": str(out.root),
         "stage": stage,
-        "complete": bool(manifest.get("complete")) and not check.damaged,
+        "complete": complete,
         "shards_done": done,
         "shards_total": n,
         "documents_done": documents,
@@ -78,10 +92,65 @@ def run_status(folder: str | Path, verify: bool = False) -> dict[str, Any]:
         "shards_per_hour": round(rate * 3600, 2),
         "documents_per_s": round(total["documents"] / wall, 3) if wall > 0 else 0.0,
         "generated_tokens_per_s": round(total["generated_tokens"] / wall, 1) if wall > 0 else 0.0,
-        "eta_seconds": round(remaining / rate) if remaining is not None and rate > 0 else None,
+        "eta_seconds": eta,
+        "eta_note": eta_note,
         "failures": failures,
         "damaged": [{"shard": i, "problem": p} for i, p in sorted(check.damaged.items())],
     }
+
+
+def estimate_eta(complete: bool, remaining: int | None, rate: float, idle: float | None,
+                 shard_seconds: float) -> tuple[float | None, str]:  # fmt: skip
+    """(seconds left, or None when unknown; why) from the shards left, the finish rate so far
+    (shards/s), the seconds since the last shard finished and the mean seconds per shard."""
+    if complete:
+        return 0.0, "complete"
+    if remaining is None:
+        return None, "the shard count is not known yet"
+    if idle is None or rate <= 0:
+        return None, "no shard has finished yet"
+    if idle > STALLED_AFTER * max(1 / rate, shard_seconds):
+        return None, f"no shard has finished for {format_duration(idle)}: are the workers running?"
+    # the shard in flight may end any moment; the others take their usual time
+    left = max(remaining / rate - idle, (remaining - 1) / rate, 0.0)
+    return round(left, 1), f"{remaining} shards left at {rate * 3600:,.1f} shards/h"
+
+
+def static_workers_not_started(root: Path, n: int | None, markers: dict[int, Any]) -> str | None:
+    """Why there is no ETA when shards left belong to static workers that never opened the folder
+    (each takes its lock file `.lock-w<K>-of-<N>` and computes the shards congruent to K mod N);
+    None when every worker owning a shard left has started, or for other runs."""
+    found = [(p.stat().st_mtime, *map(int, m.groups())) for p in root.glob(".lock-w*-of-*")
+             if (m := re.fullmatch(r"\.lock-w(\d+)-of-(\d+)", p.name))]  # fmt: skip
+    if not found or n is None:
+        return None
+    workers = max(found)[2]  # the latest run's worker count
+    started = {k for _, k, of in found if of == workers}
+    owners = {i % workers for i in range(n) if i not in markers}
+    missing = sorted(owners - started)
+    if not missing:
+        return None
+    shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+    return f"shards left belong to workers not started yet: --worker-index {shown} of --num-workers {workers}"
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def eta_text(info: dict[str, Any]) -> str:
+    """The ETA of a `run_status` result, in words."""
+    if info["complete"]:
+        return "done"
+    if info["eta_seconds"] is None:
+        return f"unknown ({info['eta_note']})"
+    return format_duration(info["eta_seconds"])
 
 
 def reopen(out: OutputDir, manifest: dict[str, Any], stage: str) -> Stage:

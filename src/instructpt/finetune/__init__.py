@@ -1,4 +1,4 @@
-"""Making and judging synthesizers (SPEC §6): fine-tuning data, training, evaluation.
+"""Making and judging synthesizers (docs/method.md §6): fine-tuning data, training, evaluation.
 
 `data` converts context-based task datasets into records `{context, pairs, dataset, kind}`;
 `train` turns them into few-shot sequences in the wire format with the loss on pair tokens

@@ -2,7 +2,7 @@
 
 A record is one document with the pairs a good synthesizer should write about it:
 `{"context": str, "pairs": [{"instruction", "response"}], "dataset": str, "kind": str}`.
-Converters map the common dataset shapes onto the SPEC §2 conventions, driven by column
+Converters map the common dataset shapes onto the docs/method.md §2 conventions, driven by column
 names: extractive and abstractive QA (answer as written), multiple choice (options listed
 after "\\nOptions:\\n- ", the gold option's text as the response), chain of thought
 (instruction ends "\\nLet's think step by step.", response "rationale\\nTherefore, the answer

@@ -1,10 +1,10 @@
-"""How good is a synthesizer, on held-out fine-tuning records (SPEC §7).
+"""How good is a synthesizer, on held-out fine-tuning records (docs/method.md §7).
 
 1. **Response accuracy**: prompt with the document and the gold instruction
    (`<s> <CON> context </CON>\\n\\n<QUE> instruction <ANS>`), decode greedily, keep the text up
    to `</END>`, and score it against the gold response with exact match and token F1
    (SQuAD normalization: lowercase, no punctuation or articles, whitespace collapsed).
-2. **Generated pairs**: prompt with the document alone, parse the generation (SPEC §2), and
+2. **Generated pairs**: prompt with the document alone, parse the generation (docs/method.md §2), and
    report parse rate, pairs per document, the kind mix, how grounded responses are in the
    document (share of a response's normalized tokens that occur in it) and the share of
    duplicate instructions across documents.

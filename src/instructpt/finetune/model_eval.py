@@ -1,4 +1,4 @@
-"""Evaluating pre-trained models with lm-evaluation-harness (SPEC §7), the paper's way.
+"""Evaluating pre-trained models with lm-evaluation-harness (docs/method.md §7), the paper's way.
 
 A thin layer over `lm_eval.simple_evaluate`: named suites of the paper's task lists, local
 multiple-choice tasks turned into lm-eval task configs, hf or vllm model loading, scores as

@@ -1,6 +1,6 @@
 """Training a synthesizer: few-shot sequences in the wire format, loss on pairs only.
 
-Sequences (SPEC §6): records of one dataset, in a seeded order, are serialized as finished
+Sequences (docs/method.md §6): records of one dataset, in a seeded order, are serialized as finished
 examples (`<s> <CON> context </CON>\\n\\n` + pairs joined by "\\n\\n" + `</s>`) and concatenated
 until the next would pass `max_len` tokens, the way the synthesizer is prompted with earlier
 examples at inference. A record longer than `max_len` alone is skipped (counted).
@@ -154,8 +154,11 @@ def train_synthesizer(config: TrainConfig, log: Any = print) -> dict[str, Any]:
     from .data import load_records
 
     records = load_records(config.data)
+    from ..hub import locate
+
+    base = locate(config.base, hint="pass --base <folder>")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(config.base)
+        tokenizer = AutoTokenizer.from_pretrained(base.name, local_files_only=base.local_only)
     except Exception as exc:  # noqa: BLE001 - a user-facing load error
         raise UsageError(f"cannot load the tokenizer of {config.base}: {str(exc).splitlines()[0]}") from None
     stats = SequenceStats()
@@ -167,7 +170,7 @@ def train_synthesizer(config: TrainConfig, log: Any = print) -> dict[str, Any]:
     on_gpu = torch.cuda.is_available()
     bf16 = on_gpu and torch.cuda.is_bf16_supported() and config.dtype in ("auto", "bf16")
     dtype = torch.bfloat16 if bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(config.base, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(base.name, dtype=dtype, local_files_only=base.local_only)
     if config.lora:
         try:
             from peft import LoraConfig, get_peft_model
@@ -195,6 +198,7 @@ def train_synthesizer(config: TrainConfig, log: Any = print) -> dict[str, Any]:
         learning_rate=config.learning_rate, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, seed=config.seed, bf16=bf16,
         gradient_checkpointing=config.gradient_checkpointing and on_gpu, logging_steps=config.logging_steps,
+        logging_first_step=True,  # a run shorter than logging_steps still logs one step's loss
         save_steps=config.save_steps, save_total_limit=2, report_to=[], remove_unused_columns=False,
         lr_scheduler_type="cosine", warmup_steps=0.03, use_cpu=not on_gpu,  # a float: a ratio
     )  # fmt: skip
@@ -212,10 +216,35 @@ def train_synthesizer(config: TrainConfig, log: Any = print) -> dict[str, Any]:
     else:
         trainer.save_model(str(final))
     tokenizer.save_pretrained(final)
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    (first_step, first_loss), (last_step, last_loss) = first_and_last_loss(trainer.state.log_history)
     return {
         "sequences": stats.sequences, "examples": stats.examples, "tokens": stats.tokens,
         "trained_tokens": stats.trained_tokens, "skipped": dict(stats.skipped), "steps": result.global_step,
-        "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+        "train_loss": training_loss(result, trainer.state.log_history),
+        "first_loss": first_loss, "first_loss_step": first_step,
+        "last_loss": last_loss, "last_loss_step": last_step,
         "resumed": resume, "output": str(final), "lora": config.lora, "merged": config.lora and config.merge,
     }  # fmt: skip
+
+
+Logged = tuple[int | None, float | None]
+
+
+def first_and_last_loss(log_history: Sequence[dict[str, Any]]) -> tuple[Logged, Logged]:
+    """(step, loss) of the first and the last per-step loss the Trainer logged; (None, None) for none."""
+    logged = [(int(e.get("step", 0)), float(e["loss"])) for e in log_history if _number(e.get("loss"))]
+    if not logged:
+        return (None, None), (None, None)
+    return logged[0], logged[-1]
+
+
+def training_loss(result: Any, log_history: Sequence[dict[str, Any]]) -> float | None:
+    """The mean training loss of this run: the TrainOutput's, else the last `train_loss` logged."""
+    value = getattr(result, "training_loss", None)
+    if not _number(value):
+        value = next((e["train_loss"] for e in reversed(log_history) if _number(e.get("train_loss"))), None)
+    return float(value) if _number(value) else None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, float | int) and not isinstance(value, bool)

@@ -1,4 +1,5 @@
-"""Reading raw corpora: JSONL (plain, .gz, .zst), Parquet, and plain-text files.
+"""Reading raw corpora: JSONL (plain, .gz, .zst; a .json file may hold one JSON array of
+records instead), Parquet (through the shard reader of io/shards.py), and plain-text files.
 
 `expand_inputs` turns the user's paths, folders and globs into a sorted file list;
 `read_corpus` streams `Document`s from them, and a `Reject` (with its reason) for
@@ -7,7 +8,8 @@ long to convert), non-UTF-8 bytes, a lone surrogate (`invalid_unicode`), a missi
 non-string text field, a bad or duplicate id, a text over `max_doc_chars`, an unreadable
 file. A bad record is one reject and never costs the rest of its file. Nothing is dropped
 without a trace. Ids come from the id field when present, else from a hash of the
-text, so they are stable across runs, machines and shardings.
+text, so they are stable across runs, machines and shardings. When no record has the text
+field but all share another string field, reading stops naming it (`--text-field content`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from __future__ import annotations
 import glob
 import gzip
 import io
-import json
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from ..errors import UsageError
 from ..records import Document, Reject, content_id
+from .fields import BadValue, Tally, column_values, one_line, parse_line, string_field, surrogate_reject
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 COMPRESSED_SUFFIXES = (".gz", ".zst")
@@ -118,7 +119,9 @@ def expand_inputs(inputs: Sequence[str | Path], skipped: list[InputFile] | None 
             continue
         path = Path(str(item).removeprefix("file://"))
         if path.is_dir():
-            from .output import without_run_folders  # our output folders inside are not input
+            from .output import expect_stage, without_run_folders  # our output folders are not input
+
+            expect_stage(item, None, "a corpus")
 
             every = without_run_folders(path, sorted(p for p in path.rglob("*") if p.is_file()))
             found = [p for p in every if file_kind(p)]
@@ -169,14 +172,20 @@ class CorpusReader:
     files: Sequence[InputFile]
     text_field: str = "text"
     id_field: str = "id"
-    # Instruction data (SPEC §5): the text is `record[text_field] + " " + record[response_field]`.
+    # Instruction data (docs/method.md §5): the text is `record[text_field] + " " + record[response_field]`.
     response_field: str | None = None
     reject_duplicate_ids: bool = True
     # Records whose text has more characters than this are rejected (`too_many_chars`); None: no limit.
     max_doc_chars: int | None = None
+    # A UsageError at the end when the files hold no usable document (synthesize: nothing to do).
+    require_documents: bool = False
+
+    def __post_init__(self) -> None:
+        self._tally = Tally()
 
     def __iter__(self) -> Iterator[Document | Reject]:
         seen: set[str] = set()
+        self._tally = tally = Tally()
         for path in self.files:
             try:
                 for item in self._read_file(path):
@@ -185,11 +194,35 @@ class CorpusReader:
                             item = Reject(item.source, "duplicate_id", "id seen earlier", item.id)
                         else:
                             seen.add(item.id)
+                    tally.add(item)
                     yield item
             except UsageError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broken file is reported, not fatal
-                yield Reject(str(path), "unreadable_file", f"{type(exc).__name__}: {exc}")
+                item = Reject(str(path), "unreadable_file", f"{type(exc).__name__}: {exc}")
+                tally.add(item)
+                yield item
+        if tally.documents == 0:
+            self._no_documents(tally)
+
+    def _no_documents(self, tally: Tally) -> None:
+        """Stop with what to do when no record had the text field but they share another
+        string field (always), or (`require_documents`) when nothing was usable."""
+        field = self.text_field
+        shared = (tally.shared or set()) - {self.id_field}
+        if tally.records and tally.missing == tally.records and shared:
+            names = sorted(shared, key=lambda k: (-tally.lengths.get(k, 0), k))
+            listed = ", ".join(repr(n) for n in names[:5])
+            raise UsageError(f"no record has {field!r}; they have {listed}: pass --text-field {names[0]}")
+        if not self.require_documents:
+            return
+        where = ", ".join(str(f) for f in self.files[:3]) + (" ..." if len(self.files) > 3 else "")
+        if tally.records == 0:
+            raise UsageError(f"no records in {where}: the input is empty")
+        reasons = ", ".join(f"{r} {n}" for r, n in tally.reasons.most_common())
+        first = tally.first
+        raise UsageError(f"no usable document in {where}: {tally.records} records rejected ({reasons}); "
+                         f"the first: {first.source}: {first.reason} ({first.detail})")  # fmt: skip
 
     def _read_file(self, path: Path) -> Iterator[Document | Reject]:
         kind = file_kind(path)
@@ -202,30 +235,34 @@ class CorpusReader:
 
     def _read_jsonl(self, path: Path) -> Iterator[Document | Reject]:
         with _open_binary(path) as handle:
+            if _is_json_array(path, handle):
+                yield from self._read_json_array(path, handle.read())
+                return
             for lineno, raw in enumerate(handle, 1):
-                source = f"{path}:{lineno}"
-                if not raw.strip():
-                    continue
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield Reject(source, "invalid_utf8", str(exc))
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield Reject(source, "invalid_json", f"{exc.msg} (column {exc.colno})")
-                    continue
-                except (ValueError, RecursionError) as exc:  # too deeply nested; an integer too long
-                    yield Reject(source, "invalid_json", _one_line(exc))
-                    continue
-                if not isinstance(record, dict):
-                    yield Reject(source, "not_an_object", f"a JSON {type(record).__name__}")
-                    continue
-                yield self._safe_document(record, source)
+                if raw.strip():
+                    yield self._record(parse_line(raw), f"{path}:{lineno}")
+
+    def _read_json_array(self, path: Path, data: bytes) -> Iterator[Document | Reject]:
+        """A .json file holding one JSON array of records (as `instructpt ft-data` reads them)."""
+        items = parse_line(data)
+        if isinstance(items, Reject) or not isinstance(items, list):
+            detail = items.detail if isinstance(items, Reject) else "not an array"
+            yield Reject(str(path), "invalid_json", detail)
+            return
+        for k, record in enumerate(items):
+            yield self._record(record, f"{path}#item{k}")
+
+    def _record(self, record: Any, source: str) -> Document | Reject:
+        if isinstance(record, Reject):
+            return Reject(source, record.reason, record.detail)
+        if not isinstance(record, dict):
+            return Reject(source, "not_an_object", f"a JSON {type(record).__name__}")
+        return self._safe_document(record, source)
 
     def _read_parquet(self, path: Path) -> Iterator[Document | Reject]:
         import pyarrow.parquet as pq
+
+        from .shards import parquet_batches
 
         pf = pq.ParquetFile(open_raw(path))
         names = pf.schema_arrow.names
@@ -238,13 +275,13 @@ class CorpusReader:
                 )
         columns = needed + ([self.id_field] if self.id_field in names else [])
         row = 0
-        for batch in pf.iter_batches(batch_size=4096, columns=columns):
-            values = {name: _column(batch, name) for name in columns}
+        for batch in parquet_batches(pf, columns):
+            values = {name: column_values(batch, name) for name in columns}
             for k in range(batch.num_rows):
                 record = {name: values[name][k] for name in columns}
                 source = f"{path}#row{row}"
                 row += 1
-                bad = next((v for v in record.values() if isinstance(v, _BadValue)), None)
+                bad = next((v for v in record.values() if isinstance(v, BadValue)), None)
                 yield Reject(source, bad.reason, bad.detail) if bad else self._safe_document(record, source)
 
     def _read_text(self, path: Path) -> Iterator[Document | Reject]:
@@ -264,14 +301,16 @@ class CorpusReader:
         except UsageError:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad record never ends the file
-            return Reject(source, "bad_record", _one_line(exc))
+            return Reject(source, "bad_record", one_line(exc))
 
     def _document(self, record: dict[str, Any], source: str) -> Document | Reject:
-        text = _string_field(record, self.text_field, source)
+        text = string_field(record, self.text_field, source)
         if isinstance(text, Reject):
+            if text.reason == "missing_text":
+                self._tally.lacks_text(record)
             return text
         if self.response_field is not None:
-            response = _string_field(record, self.response_field, source)
+            response = string_field(record, self.response_field, source)
             if isinstance(response, Reject):
                 return response
             text = text + " " + response
@@ -280,7 +319,7 @@ class CorpusReader:
             doc_id = content_id(text)
         elif isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
             return Reject(source, "bad_id", f"{self.id_field!r} is a {type(doc_id).__name__}")
-        elif isinstance(doc_id, str) and (bad := _surrogate(doc_id, self.id_field, source)):
+        elif isinstance(doc_id, str) and (bad := surrogate_reject(doc_id, self.id_field, source)):
             return bad
         doc_id = str(doc_id)
         if self.max_doc_chars is not None and len(text) > self.max_doc_chars:
@@ -289,67 +328,14 @@ class CorpusReader:
         return Document(doc_id, text, source)
 
 
-def _string_field(record: dict[str, Any], field: str, source: str) -> str | Reject:
-    """The non-empty string in `record[field]`, or the reason there is none."""
-    if field not in record or record[field] is None:
-        return Reject(source, "missing_text", f"no {field!r} field")
-    text = record[field]
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            return Reject(source, "invalid_utf8", str(exc))
-    if not isinstance(text, str):
-        return Reject(source, "text_not_string", f"{field!r} is a {type(text).__name__}")
-    if bad := _surrogate(text, field, source):
-        return bad
-    if not text.strip():
-        return Reject(source, "empty_text", f"{field!r} is empty")
-    return text
-
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
-
-
-def _surrogate(value: str, field: str, source: str) -> Reject | None:
-    """A reject for a string holding a lone surrogate (JSON allows `"\\ud800"`; UTF-8 cannot
-    encode it, so every later step would fail on it), else None."""
-    found = _SURROGATES.search(value)
-    if found is None:
-        return None
-    return Reject(source, "invalid_unicode", f"{field!r} has a lone surrogate U+{ord(found.group()):04X} "
-                  f"at character {found.start()}")  # fmt: skip
-
-
-def _one_line(exc: BaseException) -> str:
-    """`Type: message`, first line only and at most 300 characters, for a reject's detail."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-@dataclass(frozen=True)
-class _BadValue:
-    """A Parquet cell that cannot become a Python value (e.g. a string that is not UTF-8)."""
-
-    reason: str
-    detail: str
-
-
-def _column(batch: Any, name: str) -> list[Any]:
-    column = batch.column(batch.schema.get_field_index(name))
-    try:
-        return column.to_pylist()
-    except Exception:  # noqa: BLE001 - find the bad cells one by one, keep the rest
-        return [_cell(column, k) for k in range(len(column))]
-
-
-def _cell(column: Any, k: int) -> Any:
-    try:
-        return column[k].as_py()
-    except UnicodeDecodeError as exc:
-        return _BadValue("invalid_utf8", _one_line(exc))
-    except Exception as exc:  # noqa: BLE001
-        return _BadValue("bad_record", _one_line(exc))
+def _is_json_array(path: InputFile, handle: IO[bytes]) -> bool:
+    """Whether a .json file holds one JSON array (its first non-blank byte is `[`)."""
+    name = path.name.lower()
+    if not name.removesuffix(".gz").removesuffix(".zst").endswith(".json"):
+        return False
+    peek = getattr(handle, "peek", None)
+    head = peek(64) if peek is not None else b""
+    return head.lstrip()[:1] == b"["
 
 
 def _open_binary(path: InputFile) -> IO[bytes]:

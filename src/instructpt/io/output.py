@@ -34,7 +34,8 @@ DATA_DIR = "data"
 REJECTS_DIR = "rejects"
 SHARDS_DIR = "shards"  # one completion marker per shard: shards/part-00000.json
 SCRATCH_DIR = ".work"  # mix: tokenized shards until the mix is written
-OUR_NAMES = (MANIFEST, SUMMARY, REJECTS, DATA_DIR, REJECTS_DIR, SHARDS_DIR, SCRATCH_DIR, ".lock")
+OUR_NAMES = (MANIFEST, SUMMARY, REJECTS, DATA_DIR, REJECTS_DIR, SHARDS_DIR, SCRATCH_DIR, ".lock",
+             "contamination", "contamination.jsonl")  # fmt: skip
 FORMATS = ("parquet", "jsonl")
 MANIFEST_VERSION = 1
 
@@ -92,7 +93,7 @@ def encode_rejects(rejects: Iterable[Reject]) -> bytes:
     return "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in rejects).encode()
 
 
-STAGES = ("synthesize", "templify", "mix")
+STAGES = ("synthesize", "decontaminate", "templify", "mix")
 
 
 def stage_of(manifest: Mapping[str, Any] | None) -> str | None:
@@ -112,6 +113,35 @@ def stage_of(manifest: Mapping[str, Any] | None) -> str | None:
     if "tokenizer_hash" in settings or "sources" in settings:
         return "mix"
     return None
+
+
+NEXT_STEP = {
+    "synthesize": "pass it to `instructpt templify {dir} -o OUT`",
+    "decontaminate": "pass it to `instructpt templify {dir} -o OUT`",
+    "templify": "pass it to `instructpt mix --augmented {dir}`",
+    "mix": "it is a training corpus (the last stage's output): train on it, or `instructpt report {dir}`",
+}
+
+
+def stage_hint(folder: str | Path, stage: str) -> str:
+    """'DIR is a templify output; pass it to `instructpt mix --augmented DIR`' (what to do with it)."""
+    return f"{folder} is a {stage} output; " + NEXT_STEP.get(stage, "").format(dir=folder)
+
+
+def folder_stage(folder: str | Path) -> str | None:
+    """The stage whose output `folder` is, from its manifest; None for any other path."""
+    path = Path(folder)
+    if not path.is_dir():
+        return None
+    return stage_of(read_json_or_none(path / MANIFEST))
+
+
+def expect_stage(folder: str | Path, expected: str | None, what: str) -> None:
+    """Refuse `folder`, given as `what` ("the input of templify"), when it is the output of a
+    stage other than `expected` (None: a corpus, no stage's output), saying what to do with it."""
+    found = folder_stage(folder)
+    if found is not None and found != expected:
+        raise UsageError(f"{stage_hint(folder, found)} (it is not {what})")
 
 
 def is_run_folder(path: Path) -> bool:
@@ -205,9 +235,14 @@ class OutputDir:
 
         fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         manifest = self.read_manifest()
-        if overwrite:
-            self.clear()
+        found = stage_of(manifest)
+        if overwrite or (manifest is not None and manifest.get("fingerprint") != fingerprint
+                         and self.failed_start(manifest)):  # fmt: skip
+            self.clear()  # a start that failed before any shard (bad tokenizer...) holds nothing
             manifest = None
+        elif stage and found is not None and found != stage:
+            raise UsageError(f"{stage_hint(self.root, found)}; write the {stage} output to another "
+                             "folder (or pass --overwrite to replace it)")  # fmt: skip
         elif manifest is not None and manifest.get("fingerprint") != fingerprint:
             changes = _changed(manifest.get("settings", {}), settings)
             raise SettingsChanged(
@@ -237,6 +272,19 @@ class OutputDir:
             manifest["stage"] = stage
             self.write_manifest(manifest)
         return manifest
+
+    def failed_start(self, manifest: Mapping[str, Any]) -> bool:
+        """Whether the run of `manifest` stopped before computing anything (its engine or tokenizer
+        failed to load, its input was unusable): no shard recorded, marked done, or written, and
+        no other process holds a lock here. Such a folder is taken over by a run with other
+        settings instead of refusing it."""
+        if manifest.get("complete") or manifest.get("shards"):
+            return False
+        markers = (self.root / SHARDS_DIR).glob("part-*.json")
+        done = [p for p in markers if not p.name.endswith(".failed.json")]
+        written = [p for d in (DATA_DIR, SCRATCH_DIR) if (self.root / d).is_dir()
+                   for p in (self.root / d).rglob("*") if p.is_file()]  # fmt: skip
+        return not done and not written and not (_lock_holders(self.root) - {os.getpid()})
 
     def remove_temp_files(self) -> None:
         """Remove temporary files left by dead writers (a live writer's are kept).

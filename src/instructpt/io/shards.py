@@ -8,7 +8,7 @@ shard computed by any process, in any run, is byte-identical.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,22 @@ def encode_columns(columns: Mapping[str, list]) -> bytes:
     return encode_parquet(pa.table(dict(columns)))
 
 
+def parse_json_line(raw: bytes | str) -> Any:
+    """The value of one JSONL line; UnicodeDecodeError, json.JSONDecodeError (a ValueError) or
+    RecursionError when it is not UTF-8 or not JSON."""
+    return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+
+
+def parquet_batches(source: Any, columns: Sequence[str] | None = None, batch_size: int = 4096
+                    ) -> Iterator[Any]:  # fmt: skip
+    """The Arrow record batches of a Parquet file (a path, a file object or an Arrow buffer
+    reader), only `columns` when given: the one Parquet reader of shards and corpora."""
+    import pyarrow.parquet as pq
+
+    pf = source if isinstance(source, pq.ParquetFile) else pq.ParquetFile(source)
+    yield from pf.iter_batches(batch_size=batch_size, columns=list(columns) if columns else None)
+
+
 def read_rows(path: str | Path, data: bytes | None = None, columns: Sequence[str] | None = None
               ) -> list[dict[str, Any]]:  # fmt: skip
     """The rows of one shard (Parquet by its suffix, else JSONL); from `data` (the file's bytes,
@@ -53,8 +69,7 @@ def read_rows(path: str | Path, data: bytes | None = None, columns: Sequence[str
         data = path.read_bytes()
     if path.suffix == ".parquet":
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        table = pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None)
-        return table.to_pylist()
-    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+        return [row for batch in parquet_batches(pa.BufferReader(data), columns, 1 << 16)
+                for row in batch.to_pylist()]  # fmt: skip
+    return [parse_json_line(line) for line in data.decode("utf-8").splitlines() if line.strip()]

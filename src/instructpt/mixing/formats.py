@@ -9,19 +9,26 @@
   as OLMo reads it) and gzip CSV lines `start,end,id,source` per document, the metadata
   OLMo uses for exact document boundaries.
 
-Token arrays are uint16 when every id fits, else uint32.
+Token arrays are uint16 when every id fits, else uint32. `write_corpus` writes the shuffled
+documents of a mix in any of its formats: text shards (Parquet/JSONL, through the one shard
+writer), a Hugging Face dataset, or the tokenized shards above, packed or one row per document.
 """
 
 from __future__ import annotations
 
 import gzip
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
 from ..io.files import write_atomic
+from ..io.output import OutputDir
+from ..io.shards import encode_columns, encode_rows
+from .recipes import MixConfig
+from .tokenize import SourceData
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
 _MEGATRON_DTYPE_CODES = {np.dtype(np.uint16): 8, np.dtype(np.int32): 4, np.dtype(np.uint32): 4}
@@ -80,3 +87,163 @@ def write_olmo(prefix: Path, tokens: np.ndarray, lengths: Sequence[int], ids: Se
 
 def _csv(value: str) -> str:
     return value.replace(",", "_").replace("\n", " ")
+
+
+# -- the corpus ------------------------------------------------------------------------------
+
+
+def pack(docs: Iterator[np.ndarray], seq_len: int) -> Iterator[tuple[np.ndarray, list[int]]]:
+    """Rows of exactly `seq_len` ids from consecutive documents, each with the offsets where a
+    document starts in it. The final partial row is not yielded (see the module docstring)."""
+    buffer: list[np.ndarray] = []
+    starts: list[int] = []
+    filled = 0
+    for doc in docs:
+        pos = 0
+        while pos < len(doc):
+            if pos == 0:
+                starts.append(filled)
+            take = min(seq_len - filled, len(doc) - pos)
+            buffer.append(doc[pos : pos + take])
+            filled += take
+            pos += take
+            if filled == seq_len:
+                yield np.concatenate(buffer), starts
+                buffer, starts, filled = [], [], 0
+
+
+def write_corpus(config: MixConfig, data: list[SourceData], sources: np.ndarray, docs: np.ndarray,
+           dtype: np.dtype, out: OutputDir) -> tuple[list[dict], int]:  # fmt: skip
+    """Write the shuffled documents in `config.format`; returns shard records and packing loss."""
+
+    def stream() -> Iterator[tuple[int, int]]:
+        yield from zip(sources.tolist(), docs.tolist())
+
+    if config.format in ("jsonl", "parquet"):
+        return _write_texts(config, data, stream(), out), 0
+    if config.pack:
+        return _write_packed(config, data, stream(), dtype, out)
+    shards: list[dict] = []
+    batch: list[tuple[int, int]] = []
+    tokens = 0
+    for s, d in stream():
+        batch.append((s, d))
+        tokens += int(data[s].lengths[d])
+        if tokens >= config.shard_tokens:
+            shards.append(_write_token_shard(config, data, batch, dtype, out, len(shards)))
+            batch, tokens = [], 0
+    if batch or not shards:
+        shards.append(_write_token_shard(config, data, batch, dtype, out, len(shards)))
+    if config.format == "hf":
+        _save_hf_dataset(out, shards)
+    return shards, 0
+
+
+def _write_token_shard(config: MixConfig, data: list[SourceData], batch: list[tuple[int, int]],
+                       dtype: np.dtype, out: OutputDir, index: int) -> dict:  # fmt: skip
+    arrays = [data[s].doc_tokens(d) for s, d in batch]
+    tokens = np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
+    lengths = [len(a) for a in arrays]
+    prefix = out.root / "data" / f"part-{index:05d}"
+    if config.format == "megatron":
+        write_megatron(prefix, tokens, lengths)
+        files = [f"data/{prefix.name}.bin", f"data/{prefix.name}.idx"]
+    elif config.format == "olmo":
+        ids = [data[s].ids[d] for s, d in batch]
+        write_olmo(prefix, tokens, lengths, ids, [data[s].spec.name for s, _ in batch])
+        files = [f"data/{prefix.name}.npy", f"data/{prefix.name}.csv.gz"]
+    else:  # hf: arrow rows, one document each
+        rows = {"input_ids": [a.tolist() for a in arrays], "id": [data[s].ids[d] for s, d in batch],
+                "source": [data[s].spec.name for s, _ in batch]}  # fmt: skip
+        files = [_write_arrow(out, index, rows)]
+    return {"files": files, "documents": len(batch), "tokens": int(tokens.size)}
+
+
+def _write_packed(config: MixConfig, data: list[SourceData], stream: Iterator[tuple[int, int]],
+                  dtype: np.dtype, out: OutputDir) -> tuple[list[dict], int]:  # fmt: skip
+    rows_per_shard = max(1, config.shard_tokens // config.seq_len)
+    total = 0
+    shards: list[dict] = []
+    rows: list[np.ndarray] = []
+    starts: list[list[int]] = []
+
+    def docs() -> Iterator[np.ndarray]:
+        nonlocal total
+        for s, d in stream:
+            doc = data[s].doc_tokens(d)
+            total += len(doc)
+            yield doc
+
+    def flush() -> None:
+        index = len(shards)
+        tokens = np.concatenate(rows).astype(dtype) if rows else np.zeros(0, dtype=dtype)
+        if config.format == "megatron":
+            prefix = out.root / "data" / f"part-{index:05d}"
+            write_megatron(prefix, tokens, [config.seq_len] * len(rows))
+            files = [f"data/{prefix.name}.bin", f"data/{prefix.name}.idx"]
+        else:
+            files = [
+                _write_arrow(out, index, {"input_ids": [r.tolist() for r in rows], "doc_starts": starts})
+            ]
+        shards.append({"files": files, "rows": len(rows), "tokens": int(tokens.size)})
+
+    for row, row_starts in pack(docs(), config.seq_len):
+        rows.append(row)
+        starts.append(row_starts)
+        if len(rows) == rows_per_shard:
+            flush()
+            rows, starts = [], []
+    if rows or not shards:
+        flush()
+    if config.format == "hf":
+        _save_hf_dataset(out, shards)
+    written = sum(s["tokens"] for s in shards)
+    return shards, total - written
+
+
+def _write_arrow(out: OutputDir, index: int, columns: dict[str, list]) -> str:
+    path = out.root / ".work" / "hf-parts" / f"part-{index:05d}.parquet"
+    write_atomic(path, encode_columns(columns))
+    return f"hf/ (from {path.name})"
+
+
+def _save_hf_dataset(out: OutputDir, shards: list[dict]) -> None:
+    """Collect the parts into a Hugging Face dataset saved with `save_to_disk` in out/hf."""
+    try:
+        import datasets
+    except ImportError:
+        raise UsageError(
+            "--format hf needs the 'datasets' package: pip install 'instructpt[datasets]'"
+        ) from None
+    parts = sorted((out.root / ".work" / "hf-parts").glob("part-*.parquet"))
+    dataset = datasets.Dataset.from_parquet(
+        [str(p) for p in parts], cache_dir=str(out.root / ".work" / "cache")
+    )
+    dataset.save_to_disk(str(out.root / "hf"), num_shards=max(1, len(parts)))
+    for shard in shards:
+        shard["files"] = ["hf/"]
+
+
+def _write_texts(config: MixConfig, data: list[SourceData], stream: Iterator[tuple[int, int]],
+                 out: OutputDir) -> list[dict]:  # fmt: skip
+    shards: list[dict] = []
+    rows: list[dict] = []
+    tokens = 0
+
+    def flush() -> None:
+        index = len(shards)
+        path = out.root / "data" / f"part-{index:05d}.{config.format}"
+        write_atomic(path, encode_rows(rows, config.format))
+        shards.append({"files": [f"data/{path.name}"], "documents": len(rows), "tokens": tokens})
+
+    for s, d in stream:
+        source = data[s]
+        assert source.texts is not None and source.ids is not None
+        rows.append({"text": source.texts[d], "id": source.ids[d], "source": source.spec.name})
+        tokens += int(source.lengths[d])
+        if tokens >= config.shard_tokens:
+            flush()
+            rows, tokens = [], 0
+    if rows or not shards:
+        flush()
+    return shards

@@ -1,9 +1,9 @@
-"""Mix, tokenize and pack the pre-training corpus (SPEC §5).
+"""Mix, tokenize and pack the pre-training corpus (docs/method.md §5).
 
 Three passes, memory bounded by a batch plus a few numbers per document:
 
 1. **Tokenize** every source once: each text is wrapped in the target model's BOS/EOS *as
-   text* and tokenized without adding special tokens (SPEC §5), batched, in worker
+   text* and tokenized without adding special tokens (docs/method.md §5), batched, in worker
    processes. Each input file is one executor shard (stage.py): its token ids, lengths,
    ids and texts go to scratch files in out/.work/tokens with a completion marker, so a
    crash, static workers or Ray redo no finished file. Plan, shuffle and write run once
@@ -28,10 +28,9 @@ seq_len - 1 tokens of the whole corpus and no padding.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,14 +40,10 @@ import numpy as np
 from ..errors import SettingsChanged, UsageError
 from ..executor import check_worker, execute, lock_name
 from ..io.corpus import file_size
-from ..io.files import (
-    DiskFull,
-    write_atomic,
-    write_json,
-)
+from ..io.files import DiskFull, write_json
 from ..io.integrity import check_inputs
-from ..io.output import SCRATCH_DIR, OutputDir
-from .formats import token_dtype, write_megatron, write_olmo
+from ..io.output import SCRATCH_DIR, OutputDir, expect_stage
+from .formats import token_dtype, write_corpus
 from .recipes import MixConfig
 from .tokenize import SourceData, TargetTokenizer, _hash, _run_digest, source_files
 
@@ -132,30 +127,6 @@ def _rejects(d: SourceData) -> str:
     return ", ".join(f"{k}: {v}" for k, v in sorted(d.rejects.items())) or "no input records"
 
 
-# -- writing ----------------------------------------------------------------------------------
-
-
-def pack(docs: Iterator[np.ndarray], seq_len: int, carry: np.ndarray | None = None
-         ) -> Iterator[tuple[np.ndarray, list[int]]]:  # fmt: skip
-    """Rows of exactly `seq_len` ids from consecutive documents, each with the offsets where a
-    document starts in it. The final partial row is not yielded (see the module docstring)."""
-    buffer: list[np.ndarray] = []
-    starts: list[int] = []
-    filled = 0
-    for doc in docs:
-        pos = 0
-        while pos < len(doc):
-            if pos == 0:
-                starts.append(filled)
-            take = min(seq_len - filled, len(doc) - pos)
-            buffer.append(doc[pos : pos + take])
-            filled += take
-            pos += take
-            if filled == seq_len:
-                yield np.concatenate(buffer), starts
-                buffer, starts, filled = [], [], 0
-
-
 def run_mix(
     config: MixConfig,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
@@ -185,6 +156,9 @@ def run_mix(
     for spec in config.sources:
         if spec.weight is not None and spec.weight <= 0:
             raise UsageError(f"source {spec.name!r}: weight must be positive")
+    for spec in config.sources:  # a synthesize or mix folder: say which command it is for
+        for path in spec.paths:
+            expect_stage(path, "templify", "an input of mix")
     # Fails early, with the path, if an input is missing, empty, unfinished or damaged.
     inputs = {p: source_files(p, False, config.allow_partial, log) for s in config.sources for p in s.paths}
     tokenizer = TargetTokenizer.load(config.tokenizer, config.bos_text, config.eos_text)
@@ -214,7 +188,10 @@ def run_mix(
         # Mixing reads every shard of our runs: hash them all now (cheap next to tokenizing).
         inputs = {p: source_files(p, True, config.allow_partial) if p in runs else files
                   for p, files in inputs.items()}  # fmt: skip
-        manifest["input_runs"] = runs
+        if (manifest.get("input_runs"), manifest.get("allow_partial")) != (runs, config.allow_partial):
+            # Not settings (the inputs' identity is), but `merge` reopens the inputs as we did.
+            manifest.update(input_runs=runs, allow_partial=config.allow_partial)
+            out.write_manifest(manifest)
     from .stage import MixStage
 
     stage = MixStage(config, tokenizer, out, manifest, inputs, log)
@@ -258,7 +235,7 @@ def _plan_and_write(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDi
     doc_of = np.concatenate([p.selected for p in plans])
     order = np.random.default_rng(config.seed).permutation(len(doc_of))
     dtype = token_dtype(tokenizer.vocab_size)
-    shards, dropped = _write(config, data, source_of[order], doc_of[order], dtype, out)
+    shards, dropped = write_corpus(config, data, source_of[order], doc_of[order], dtype, out)
     sources = []
     anchor_tokens = None
     for d, p in zip(data, plans):
@@ -301,154 +278,3 @@ def _plan_and_write(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDi
     }  # fmt: skip
     write_json(out.root / "summary.json", {k: result[k] for k in ("sources", "token_share", "tokens_total")})
     return result
-
-
-def _write(config: MixConfig, data: list[SourceData], sources: np.ndarray, docs: np.ndarray,
-           dtype: np.dtype, out: OutputDir) -> tuple[list[dict], int]:  # fmt: skip
-    """Write the shuffled documents in `config.format`; returns shard records and packing loss."""
-
-    def stream() -> Iterator[tuple[int, int]]:
-        yield from zip(sources.tolist(), docs.tolist())
-
-    if config.format in ("jsonl", "parquet"):
-        return _write_texts(config, data, stream(), out), 0
-    if config.pack:
-        return _write_packed(config, data, stream(), dtype, out)
-    shards: list[dict] = []
-    batch: list[tuple[int, int]] = []
-    tokens = 0
-    for s, d in stream():
-        batch.append((s, d))
-        tokens += int(data[s].lengths[d])
-        if tokens >= config.shard_tokens:
-            shards.append(_write_token_shard(config, data, batch, dtype, out, len(shards)))
-            batch, tokens = [], 0
-    if batch or not shards:
-        shards.append(_write_token_shard(config, data, batch, dtype, out, len(shards)))
-    if config.format == "hf":
-        _save_hf_dataset(out, shards)
-    return shards, 0
-
-
-def _write_token_shard(config: MixConfig, data: list[SourceData], batch: list[tuple[int, int]],
-                       dtype: np.dtype, out: OutputDir, index: int) -> dict:  # fmt: skip
-    arrays = [data[s].doc_tokens(d) for s, d in batch]
-    tokens = np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
-    lengths = [len(a) for a in arrays]
-    prefix = out.root / "data" / f"part-{index:05d}"
-    if config.format == "megatron":
-        write_megatron(prefix, tokens, lengths)
-        files = [f"data/{prefix.name}.bin", f"data/{prefix.name}.idx"]
-    elif config.format == "olmo":
-        ids = [data[s].ids[d] for s, d in batch]
-        write_olmo(prefix, tokens, lengths, ids, [data[s].spec.name for s, _ in batch])
-        files = [f"data/{prefix.name}.npy", f"data/{prefix.name}.csv.gz"]
-    else:  # hf: arrow rows, one document each
-        rows = {"input_ids": [a.tolist() for a in arrays], "id": [data[s].ids[d] for s, d in batch],
-                "source": [data[s].spec.name for s, _ in batch]}  # fmt: skip
-        files = [_write_arrow(out, index, rows)]
-    return {"files": files, "documents": len(batch), "tokens": int(tokens.size)}
-
-
-def _write_packed(config: MixConfig, data: list[SourceData], stream: Iterator[tuple[int, int]],
-                  dtype: np.dtype, out: OutputDir) -> tuple[list[dict], int]:  # fmt: skip
-    rows_per_shard = max(1, config.shard_tokens // config.seq_len)
-    total = 0
-    shards: list[dict] = []
-    rows: list[np.ndarray] = []
-    starts: list[list[int]] = []
-
-    def docs() -> Iterator[np.ndarray]:
-        nonlocal total
-        for s, d in stream:
-            doc = data[s].doc_tokens(d)
-            total += len(doc)
-            yield doc
-
-    def flush() -> None:
-        index = len(shards)
-        tokens = np.concatenate(rows).astype(dtype) if rows else np.zeros(0, dtype=dtype)
-        if config.format == "megatron":
-            prefix = out.root / "data" / f"part-{index:05d}"
-            write_megatron(prefix, tokens, [config.seq_len] * len(rows))
-            files = [f"data/{prefix.name}.bin", f"data/{prefix.name}.idx"]
-        else:
-            files = [
-                _write_arrow(out, index, {"input_ids": [r.tolist() for r in rows], "doc_starts": starts})
-            ]
-        shards.append({"files": files, "rows": len(rows), "tokens": int(tokens.size)})
-
-    for row, row_starts in pack(docs(), config.seq_len):
-        rows.append(row)
-        starts.append(row_starts)
-        if len(rows) == rows_per_shard:
-            flush()
-            rows, starts = [], []
-    if rows or not shards:
-        flush()
-    if config.format == "hf":
-        _save_hf_dataset(out, shards)
-    written = sum(s["tokens"] for s in shards)
-    return shards, total - written
-
-
-def _write_arrow(out: OutputDir, index: int, columns: dict[str, list]) -> str:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.table(columns), sink, compression="zstd")
-    path = out.root / ".work" / "hf-parts" / f"part-{index:05d}.parquet"
-    write_atomic(path, sink.getvalue().to_pybytes())
-    return f"hf/ (from {path.name})"
-
-
-def _save_hf_dataset(out: OutputDir, shards: list[dict]) -> None:
-    """Collect the parts into a Hugging Face dataset saved with `save_to_disk` in out/hf."""
-    try:
-        import datasets
-    except ImportError:
-        raise UsageError(
-            "--format hf needs the 'datasets' package: pip install 'instructpt[datasets]'"
-        ) from None
-    parts = sorted((out.root / ".work" / "hf-parts").glob("part-*.parquet"))
-    dataset = datasets.Dataset.from_parquet(
-        [str(p) for p in parts], cache_dir=str(out.root / ".work" / "cache")
-    )
-    dataset.save_to_disk(str(out.root / "hf"), num_shards=max(1, len(parts)))
-    for shard in shards:
-        shard["files"] = ["hf/"]
-
-
-def _write_texts(config: MixConfig, data: list[SourceData], stream: Iterator[tuple[int, int]],
-                 out: OutputDir) -> list[dict]:  # fmt: skip
-    shards: list[dict] = []
-    rows: list[dict] = []
-    tokens = 0
-
-    def flush() -> None:
-        index = len(shards)
-        path = out.root / "data" / f"part-{index:05d}.{config.format}"
-        if config.format == "jsonl":
-            payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            sink = pa.BufferOutputStream()
-            pq.write_table(pa.Table.from_pylist(rows), sink, compression="zstd")
-            payload = sink.getvalue().to_pybytes()
-        write_atomic(path, payload)
-        shards.append({"files": [f"data/{path.name}"], "documents": len(rows), "tokens": tokens})
-
-    for s, d in stream:
-        source = data[s]
-        assert source.texts is not None and source.ids is not None
-        rows.append({"text": source.texts[d], "id": source.ids[d], "source": source.spec.name})
-        tokens += int(source.lengths[d])
-        if tokens >= config.shard_tokens:
-            flush()
-            rows, tokens = [], 0
-    if rows or not shards:
-        flush()
-    return shards

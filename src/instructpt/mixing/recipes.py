@@ -1,8 +1,9 @@
 """Mix recipes: the sources of a training corpus and their weights (`SourceSpec`), the mixer's
-settings (`MixConfig`), the scratch and domain recipes and JSON recipe files (SPEC §5)."""
+settings (`MixConfig`), the scratch and domain recipes and JSON recipe files (docs/method.md §5)."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from ..io.files import (
 )
 
 OPENORCA_FIELDS = ("question", "response")  # its system_prompt column is dropped
+BUILTIN_RECIPES = ("scratch", "domain")
 
 
 @dataclass
@@ -102,7 +104,7 @@ def load_recipe(path: str | Path) -> list[SourceSpec]:
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        raise UsageError(f"recipe file not found: {path}") from None
+        raise UsageError(unknown_recipe(str(path))) from None
     except OSError as exc:
         raise UsageError(f"cannot read the recipe {path}: {exc.strerror}") from None
     try:
@@ -117,6 +119,16 @@ def load_recipe(path: str | Path) -> list[SourceSpec]:
     if not sources:
         raise UsageError(f"{path} lists no sources")
     return sources
+
+
+def unknown_recipe(name: str) -> str:
+    """The error for a --recipe that is neither a built-in recipe nor an existing file."""
+    if "/" in name or "\\" in name or name.endswith(".json"):
+        return f"recipe file not found: {name}"
+    close = difflib.get_close_matches(name, BUILTIN_RECIPES, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return (f"unknown recipe {name!r}: {hint}the recipes are {' and '.join(BUILTIN_RECIPES)}, or the "
+            "path of a JSON recipe file (README 'Custom recipes')")  # fmt: skip
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

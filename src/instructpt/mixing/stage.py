@@ -70,7 +70,7 @@ class MixStage(BaseStage):
         }
 
     def prepare(self) -> None:
-        self.encoder = Encoder(self.tokenizer, self.config.workers)
+        self.encoder = Encoder(self.tokenizer, self.config.workers, self.log)
 
     def close(self) -> None:
         if self.encoder is not None:
@@ -120,7 +120,7 @@ def reopen_stage(out: OutputDir, manifest: dict[str, Any]) -> MixStage:
     settings = dict(manifest["settings"])
     sources = [SourceSpec(**spec) for spec in settings.pop("sources")]
     fields = {k: v for k, v in settings.items() if k in MixConfig.__dataclass_fields__}
-    config = MixConfig(**{**fields, "sources": sources})
+    config = MixConfig(**{**fields, "sources": sources, "allow_partial": bool(manifest.get("allow_partial"))})
     tokenizer = TargetTokenizer.load(config.tokenizer, config.bos_text, config.eos_text)
     if _hash(tokenizer.json) != settings.get("tokenizer_hash"):
         raise UsageError(f"the tokenizer {config.tokenizer} changed since {out.root} was started; "

@@ -3,6 +3,7 @@ file tokenized into scratch files under out/.work/tokens (one executor shard, se
 
 from __future__ import annotations
 
+import ast
 import json
 import multiprocessing
 import os
@@ -45,12 +46,12 @@ class TargetTokenizer:
     def load(cls, source: str, bos_text: str | None = None, eos_text: str | None = None) -> TargetTokenizer:
         from ..tokenization import load_tokenizer
 
-        backend = load_tokenizer(source).backend
-        rust = getattr(backend, "backend_tokenizer", backend)
+        loaded = load_tokenizer(source, hint="pass --tokenizer <folder>")
+        rust = getattr(loaded.backend, "backend_tokenizer", loaded.backend)
         if not hasattr(rust, "to_str"):
             raise UsageError(f"{source}: mix needs a Hugging Face `tokenizers`-based (fast) tokenizer")
-        bos = bos_text if bos_text is not None else (getattr(backend, "bos_token", None) or "")
-        eos = eos_text if eos_text is not None else getattr(backend, "eos_token", None)
+        bos = bos_text if bos_text is not None else (loaded.bos_token or "")
+        eos = eos_text if eos_text is not None else loaded.eos_token
         if not eos:
             raise UsageError(f"{source} names no EOS token; pass --eos-text (and --bos-text)")
         # The largest id + 1, not the number of entries: special ids can sit far above the rest.
@@ -113,12 +114,54 @@ def _encode(texts: list[str]) -> tuple[bytes, bytes]:
     return flat.tobytes(), lengths.tobytes()
 
 
-class Encoder:
-    """Batched tokenization in `workers` processes (in-process with Rust threads if 1)."""
+def spawn_reruns_caller() -> bool:
+    """Whether processes spawned now would run this very call again: spawn imports the main
+    script in each worker (as `__mp_main__`), so a script that calls `mix`/`run` at its top
+    level, outside `if __name__ == "__main__":`, would have every worker start a pool of its
+    own, and the pool would wait forever. True when this call comes from such a line."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if main is None or name.split(".")[-1] == "__main__" or not getattr(main, "__file__", None):
+        return False  # spawn does not import it: `python -c`, a REPL, `python -m package`
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>" and frame.f_globals is vars(main)):
+        frame = frame.f_back
+    if frame is None:
+        return False  # not called from the main script's top-level code
+    try:
+        tree = ast.parse(Path(frame.f_code.co_filename).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return True  # cannot tell: assume the worst
+    line = frame.f_lineno or 0
+    guards = [node for node in tree.body if _is_main_guard(node)]
+    return not any(node.lineno <= line <= (node.end_lineno or line) for node in guards)
 
-    def __init__(self, tokenizer: TargetTokenizer, workers: int) -> None:
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """`if __name__ == "__main__":` (either way round)."""
+    test = node.test if isinstance(node, ast.If) else None
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [side.id for side in sides if isinstance(side, ast.Name)]
+    values = [side.value for side in sides if isinstance(side, ast.Constant)]
+    return names == ["__name__"] and values == ["__main__"]
+
+
+class Encoder:
+    """Batched tokenization in `workers` processes (in-process with Rust threads if 1, or if the
+    main script would be rerun by the workers: see `spawn_reruns_caller`)."""
+
+    def __init__(self, tokenizer: TargetTokenizer, workers: int, log: Callable[[str], None] | None = None
+                 ) -> None:  # fmt: skip
         self.workers = workers or os.cpu_count() or 1
         self.pool = None
+        if self.workers > 1 and spawn_reruns_caller():
+            if log is not None:
+                log("note: tokenizing in this process (Rust threads), not in worker processes: the main "
+                    "script calls instructpt at its top level, which each worker would run again; put "
+                    'that call under `if __name__ == "__main__":` to use them')  # fmt: skip
+            self.workers = 1
         if self.workers > 1:
             ctx = multiprocessing.get_context("spawn")  # fork after Rust threads ran can deadlock
             env = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

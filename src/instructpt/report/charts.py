@@ -37,24 +37,56 @@ def plotly() -> Any:
     return go
 
 
+# Room above every plot area for plotly's toolbar (the modebar, shown on hover at the top right),
+# so it never covers a bar, a title or a legend; charts with titles above the plot add theirs.
+TOOLBAR_ROOM = 40
+TITLE_ROOM = 24  # a line of subplot titles or legend
+MAX_COUNT_TICKS = 8
+
+
 def _layout(fig: Any, x: str, y: str, **extra: Any) -> Any:
-    layout = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 10, "b": 50}, "height": 340,
-              "xaxis_title": x, "yaxis_title": y, "showlegend": False}  # fmt: skip
+    layout = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": TOOLBAR_ROOM, "b": 50},
+              "height": 340, "xaxis_title": x, "yaxis_title": y, "showlegend": False}  # fmt: skip
     fig.update_layout(**{**layout, **extra})
     return fig
 
 
 def _hbar_layout(fig: Any, x: str, rows: int, left: int, **extra: Any) -> Any:
     """A horizontal bar chart's layout: a row per bar, room for the labels on the left."""
-    _layout(fig, x, "", height=max(300, 22 * rows + 80))
-    fig.update_layout(margin={"l": left, "r": 20, "t": 10, "b": 50}, **extra)
+    _layout(fig, x, "", height=max(300, 22 * rows + 90))
+    fig.update_layout(margin={"l": left, "r": 20, "t": TOOLBAR_ROOM, "b": 50}, **extra)
     return fig
+
+
+def count_step(top: float, ticks: int = MAX_COUNT_TICKS) -> int:
+    """The tick step of an axis of counts from 0 to `top`: 1, 2 or 5 times a power of ten, the
+    smallest that gives at most `ticks` steps, so every tick is a whole number."""
+    magnitude = 1
+    while True:
+        for m in (1, 2, 5):
+            if top <= m * magnitude * ticks:
+                return m * magnitude
+        magnitude *= 10
+
+
+def count_axis(top: float) -> dict[str, Any]:
+    """Settings of an axis of counts whose largest value is `top`: whole-number ticks (never 0.5
+    records), and 8% headroom, so the top bar (and a label on it) is never cut by the frame."""
+    top = max(top, 1)
+    return {"range": [0, top * 1.08], "tick0": 0, "dtick": count_step(top), "tickformat": ",d",
+            "automargin": True}  # fmt: skip
 
 
 def _label(text: Any) -> str:
     """Text for a plotly label: plotly reads a few HTML tags and entities in labels, so text from
     the data (instructions, source names) is entity-escaped to be shown exactly as written."""
     return html.escape(str(text), quote=False)
+
+
+def opening_label(opening: str) -> str:
+    """An instruction opening as a label: as written, with an ellipsis, and no quotes added (the
+    openings often hold quotes of their own: `"a cup of` in quotes read as doubled quotes)."""
+    return _label(f"{opening} …")
 
 
 def pairs_per_entry(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
@@ -65,7 +97,8 @@ def pairs_per_entry(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
     xs = [int(k) for k in hist]
     fig = go.Figure(go.Bar(x=xs, y=list(hist.values()), marker_color=[_RED if x == 0 else _BLUE for x in xs],
                            hovertemplate="%{x} pairs: %{y} entries<extra></extra>"))  # fmt: skip
-    _layout(fig, "pairs", "entries", xaxis_dtick=1)
+    top = max(hist.values())
+    _layout(fig, "pairs", "entries", xaxis_dtick=count_step(max(xs), ticks=16), yaxis=count_axis(top))
     caption = ("Entries (documents, or parts of split documents) by how many pairs they got; "
                "0 (red) becomes raw text.")  # fmt: skip
     return Chart("pairs-per-entry", "Pairs per entry", caption, fig)
@@ -81,7 +114,22 @@ def kinds(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
                            hovertemplate="%{x}: %{y} pairs<extra></extra>"))  # fmt: skip
     caption = ("How templify reads each pair: free-form, multiple-choice, chain-of-thought, both; "
                "grey bars are pairs it cannot template, by reason.")  # fmt: skip
-    return Chart("kinds", "Pair kinds", caption, _layout(fig, "", "pairs"))
+    return Chart("kinds", "Pair kinds", caption,
+                 _layout(fig, "", "pairs", yaxis=count_axis(max(counts.values()))))  # fmt: skip
+
+
+def word_bins(hist: Mapping[str, int], end: int) -> tuple[list[float], list[int], list[str], int]:
+    """A word-count histogram in about 40 bins from 0 to `end`: (bin centres, counts, "a–b words"
+    labels, bin width). Lengths past the last bin are left out."""
+    size = max(1, -(-end // 40))
+    counts = [0] * (end // size + 1)
+    for words, n in hist.items():
+        if int(words) < len(counts) * size:
+            counts[int(words) // size] += n
+    centres = [i * size + (size - 1) / 2 for i in range(len(counts))]
+    labels = [f"{i * size} words" if size == 1 else f"{i * size}–{i * size + size - 1} words"
+              for i in range(len(counts))]  # fmt: skip
+    return centres, counts, labels, size
 
 
 def lengths(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
@@ -90,20 +138,24 @@ def lengths(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
     go = plotly()
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("instructions", "responses"), horizontal_spacing=0.1)
-    for col, (name, color) in enumerate((("instruction", _BLUE), ("response", _ORANGE)), start=1):
-        hist = syn[f"{name}_words_histogram"]
+    # One above the other, each the card's full width: the card stands beside the openings chart,
+    # whose twenty rows make it tall, and two histograms side by side left half of it empty.
+    names = ("words per instruction", "words per response")
+    fig = make_subplots(rows=2, cols=1, subplot_titles=names, vertical_spacing=0.2)
+    for row, (name, color) in enumerate((("instruction", _BLUE), ("response", _ORANGE)), start=1):
         end = max(syn[f"{name}_words"]["p99"] or 1, 1)
-        size = max(1, -(-end // 40))  # about 40 bins up to the 99th percentile
-        bins = {"start": -0.5, "end": end + size, "size": size}
-        trace = go.Histogram(x=[int(k) for k in hist], y=list(hist.values()), histfunc="sum",
-                             marker_color=color, xbins=bins, name=name,
-                             hovertemplate="%{x} words: %{y}<extra></extra>")  # fmt: skip
-        fig.add_trace(trace, row=1, col=col)
-        fig.update_xaxes(title_text="words", row=1, col=col)
-    fig.update_yaxes(title_text="pairs", row=1, col=1)
-    fig.update_layout(template="plotly_white", height=340, showlegend=False, bargap=0.05,
-                      margin={"l": 60, "r": 20, "t": 30, "b": 50})  # fmt: skip
+        centres, counts, labels, size = word_bins(syn[f"{name}_words_histogram"], end)
+        trace = go.Bar(x=centres, y=counts, width=size * 0.95, customdata=labels, marker_color=color,
+                       name=name, hovertemplate="%{customdata}: %{y} pairs<extra></extra>")  # fmt: skip
+        fig.add_trace(trace, row=row, col=1)
+        fig.update_xaxes(range=[-0.5, len(counts) * size - 0.5], tick0=0, dtick=count_step(end),
+                         row=row, col=1)  # fmt: skip
+        fig.update_yaxes(title_text="pairs", row=row, col=1, **count_axis(max(counts)))
+    fig.update_xaxes(title_text="words", row=2, col=1)
+    for title in fig.layout.annotations:  # subplot titles on the left, clear of the toolbar
+        title.update(x=0, xanchor="left", font={"size": 13})
+    fig.update_layout(template="plotly_white", height=480, showlegend=False,
+                      margin={"l": 60, "r": 20, "t": TOOLBAR_ROOM + TITLE_ROOM, "b": 50})  # fmt: skip
     caption = "Words per instruction and per response, up to the 99th percentile."
     return Chart("lengths", "Instruction and response lengths", caption, fig)
 
@@ -113,11 +165,12 @@ def openings(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
         return None
     go = plotly()
     top = list(reversed(syn["top_openings"]))
-    fig = go.Figure(go.Bar(y=[_label(f"“{o}…”") for o, _ in top], x=[c for _, c in top], orientation="h",
+    fig = go.Figure(go.Bar(y=[opening_label(o) for o, _ in top], x=[c for _, c in top], orientation="h",
                            marker_color=_BLUE, hovertemplate="%{y}: %{x} pairs<extra></extra>"))  # fmt: skip
     title = f"Most frequent instruction openings (first {OPENING_WORDS} words)"
     caption = "A few openings dominating means templated, repetitive questions."
-    return Chart("openings", title, caption, _hbar_layout(fig, "pairs", len(top), 220))
+    layout = _hbar_layout(fig, "pairs", len(top), 220, xaxis=count_axis(max(c for _, c in top)))
+    return Chart("openings", title, caption, layout)
 
 
 def modes(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
@@ -130,7 +183,8 @@ def modes(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
                            hovertemplate="%{x}: %{y} texts<extra></extra>"))  # fmt: skip
     caption = (f"Texts by rendering mode ({tem.get('inversions') or 0} inversions); raw: documents "
                "without usable pairs.")  # fmt: skip
-    return Chart("modes", "Templify modes", caption, _layout(fig, "", "texts"))
+    return Chart("modes", "Templify modes", caption,
+                 _layout(fig, "", "texts", yaxis=count_axis(max(counts.values()))))  # fmt: skip
 
 
 def families(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
@@ -145,8 +199,8 @@ def families(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
                                          "<extra></extra>"))  # fmt: skip
     caption = (f"How often each family of the template library was drawn; "
                f"{tem.get('distinct_patterns_total') or 0} distinct patterns in all.")  # fmt: skip
-    return Chart("families", "Template pattern families", caption,
-                 _hbar_layout(fig, "times drawn", len(drawn), 200))  # fmt: skip
+    layout = _hbar_layout(fig, "times drawn", len(drawn), 200, xaxis=count_axis(drawn[-1][1]))
+    return Chart("families", "Template pattern families", caption, layout)
 
 
 def template_usage(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
@@ -163,7 +217,8 @@ def template_usage(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
                    marker_color=_GREEN, hovertemplate="%{y}: %{x} used<extra></extra>"),
         ]
     )  # fmt: skip
-    _hbar_layout(fig, "distinct templates", len(names), 200, barmode="overlay")
+    top = max(max(sizes.values()), max(used.values()))
+    _hbar_layout(fig, "distinct templates", len(names), 200, barmode="overlay", xaxis=count_axis(top))
     bare, free = tem.get("bare_document_share"), tem.get("mc_without_options_share")
     caption = ("Distinct templates each text recorded (its `templates` ids), per family, against the "
                f"library's size; bare documents {pct(bare)} of Classic shots, multiple choice "
@@ -183,7 +238,8 @@ def tokens(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
                                          "<extra></extra>"))  # fmt: skip
     caption = (f"Tokens of the trained model's tokenizer selected from each source "
                f"({mix['tokens_total'] or 0:,} in all).")  # fmt: skip
-    return Chart("tokens", "Tokens per source", caption, _layout(fig, "", "tokens"))
+    top = max(s["tokens_selected"] or 0 for s in sources)
+    return Chart("tokens", "Tokens per source", caption, _layout(fig, "", "tokens", yaxis=count_axis(top)))
 
 
 def rejects(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
@@ -201,7 +257,12 @@ def rejects(syn: Stage, tem: Stage, mix: Stage) -> Chart | None:
                             y=[by.get(r, 0) for r in reasons],
                             hovertemplate="%{fullData.name}: %{x} %{y}<extra></extra>")
                      for stage, by in by_stage.items()])  # fmt: skip
-    _layout(fig, "", "records", barmode="stack", showlegend=True, legend={"orientation": "h", "y": 1.1})
+    top = max(sum(by.get(r, 0) for by in by_stage.values()) for r in reasons)
+    # The legend on a line of its own between the toolbar and the plot (a line per ~4 stages).
+    lines = -(-len(by_stage) // 4)
+    _layout(fig, "", "records", barmode="stack", showlegend=True, yaxis=count_axis(top),
+            legend={"orientation": "h", "x": 0, "y": 1, "yanchor": "bottom"},
+            margin={"l": 60, "r": 20, "t": TOOLBAR_ROOM + TITLE_ROOM * lines, "b": 50})  # fmt: skip
     caption = "Input records left out, by stage and reason (each listed in that stage's rejects.jsonl)."
     return Chart("rejects", "Rejected records by reason", caption, fig)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import UsageError, first_line
 from ..io.output import MANIFEST
+from ..io.shards import parquet_batches, parse_json_line
 
 BATCH_ROWS = 1024
 SAMPLE_TEXT_CHARS = 20_000  # longer texts are cut in the page (their length is stated)
@@ -37,20 +38,15 @@ def batches(
     light = list(light)
     try:
         if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            handle = pq.ParquetFile(path)
-            names = set(handle.schema_arrow.names)
-            columns = [c for c in light if c in names]
-            for batch in handle.iter_batches(batch_size=BATCH_ROWS):
-                rows = batch.select(columns).to_pylist()
+            for batch in parquet_batches(path, None, BATCH_ROWS):
+                rows = batch.select([c for c in light if c in batch.schema.names]).to_pylist()
                 yield rows, lambda i, column, batch=batch: batch.column(column)[i].as_py()
             return
-        with open(path, encoding="utf-8") as lines:
+        with open(path, "rb") as lines:
             rows = []
             for line in lines:
                 if line.strip():
-                    rows.append(json.loads(line))
+                    rows.append(parse_json_line(line))
                 if len(rows) == BATCH_ROWS:
                     yield rows, lambda i, column, rows=rows: rows[i].get(column)
                     rows = []

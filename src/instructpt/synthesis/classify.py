@@ -22,7 +22,7 @@ DROP_NOT_AN_OPTION = "answer_not_an_option"
 
 @dataclass(slots=True)
 class PairView:
-    """A pair as templating sees it (SPEC §2 conventions)."""
+    """A pair as templating sees it (docs/method.md §2 conventions)."""
 
     kind: str  # "free", "options", "cot", "options_cot"
     question: str

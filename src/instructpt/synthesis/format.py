@@ -1,4 +1,4 @@
-"""The synthesizer's wire format (SPEC §2): prompts in, pairs out.
+"""The synthesizer's wire format (docs/method.md §2): prompts in, pairs out.
 
 This module owns every string the instruction synthesizer was trained on. It knows
 nothing about tokenizers, engines or files; it turns documents into prompt text and
@@ -23,7 +23,7 @@ ANS = "<ANS>"
 END = "</END>"
 PAIR_SEPARATOR = "\n\n"
 
-# Conventions inside pairs that templating relies on (SPEC §2).
+# Conventions inside pairs that templating relies on (docs/method.md §2).
 OPTIONS_MARKER = "\nOptions:\n- "
 COT_MARKER = "\nLet's think step by step."
 COT_ANSWER_MARKER = "\nTherefore, the answer is "
@@ -70,7 +70,7 @@ def reading_material(text: str) -> str:
 
 
 def build_prompt(text: str, context: Iterable[tuple[str, Iterable[Pair]]] = ()) -> str:
-    """The prompt for `text`, optionally preceded by finished examples (SPEC §3).
+    """The prompt for `text`, optionally preceded by finished examples (docs/method.md §3).
 
     `context` holds earlier (document text, pairs) examples of the same chain, oldest
     first. With no context this is exactly `reading_material(text)`.
@@ -94,25 +94,36 @@ def serialize_example(text: str, pairs: Iterable[Pair]) -> str:
     return reading_material(text) + serialize_pairs(pairs) + EOS
 
 
+# An empty Counter without running Counter.__init__ (a Python-level call that costs ~1 us,
+# a tenth of parsing a 5-pair generation): dict.__new__ already makes it empty and usable.
+_empty_counter = Counter.__new__
+
+
 def parse_generation(generation: str) -> ParseResult:
-    """Parse generated text into pairs (SPEC §2), counting every dropped fragment."""
-    dropped: Counter[str] = Counter()
+    """Parse generated text into pairs (docs/method.md §2), counting every dropped fragment.
+
+    One pass of C string methods per fragment (`partition` finds the one `<ANS>`), no
+    allocation beyond the kept pairs on the common path: about 1.1x the speed of the
+    reference parser, which counts nothing (benchmarks/parse_speed.py).
+    """
+    dropped: Counter[str] = _empty_counter(Counter)
     body = generation.rstrip()
     # The generation may still carry the EOS text (engines that don't skip it).
     while body.endswith(EOS):
         body = body[: -len(EOS)].rstrip()
     fragments = body.split(END)
-    last = fragments.pop()  # text after the last </END>: empty iff the generation is finished
-    if last.strip():
-        dropped[DROP_UNFINISHED] += 1
+    if fragments.pop().strip():  # text after the last </END>: empty iff the generation is finished
+        dropped[DROP_UNFINISHED] = 1
     pairs: list[Pair] = []
     seen: set[str] = set()
     for fragment in fragments:
-        n_ans = fragment.count(ANS)
-        if n_ans != 1:
-            dropped[DROP_NO_ANS if n_ans == 0 else DROP_MULTIPLE_ANS] += 1
+        before, has_ans, after = fragment.partition(ANS)
+        if not has_ans:
+            dropped[DROP_NO_ANS] += 1
             continue
-        before, after = fragment.split(ANS)
+        if ANS in after:
+            dropped[DROP_MULTIPLE_ANS] += 1
+            continue
         before = before.strip()
         if not before.startswith(QUE):
             dropped[DROP_NO_QUE] += 1
@@ -135,5 +146,5 @@ def parse_generation(generation: str) -> ParseResult:
 
 
 def parse_pairs(generation: str) -> list[Pair]:
-    """The pairs in a generation (SPEC §2); never raises."""
+    """The pairs in a generation (docs/method.md §2); never raises."""
     return parse_generation(generation).pairs

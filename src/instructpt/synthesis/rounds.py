@@ -1,4 +1,4 @@
-"""Multi-round (M-shot) synthesis over one batch of documents (SPEC §3).
+"""Multi-round (M-shot) synthesis over one batch of documents (docs/method.md §3).
 
 The batch's documents are split into M consecutive groups of ceil(N/M); document i
 of group r continues chain i. A prompt carries the chain's earlier examples only if
@@ -74,7 +74,7 @@ def _prepare(docs: Sequence[Document], engine: Engine, settings: RoundSettings
 
 
 def _context_of(chain: list[Entry], r: int) -> list[Entry]:
-    """The chain's entries a round-r prompt may carry (SPEC §3), oldest first; [] for none."""
+    """The chain's entries a round-r prompt may carry (docs/method.md §3), oldest first; [] for none."""
     if r == 0 or not chain or not chain[-1].pairs:
         return []
     start = len(chain) - 1  # walk back while each entry inherits from its predecessor
@@ -132,7 +132,7 @@ def synthesize_batch(
     settings: RoundSettings,
     chain_prefix: str = "",
 ) -> BatchResult:
-    """Run the M rounds of SPEC §3 over `docs` and return their entries in order.
+    """Run the M rounds of docs/method.md §3 over `docs` and return their entries in order.
 
     Round by round: each round's prompts go to the engine as one batch.
     """

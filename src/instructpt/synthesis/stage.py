@@ -180,7 +180,7 @@ class SynthesizeStage(BaseStage):
         config = self.config
         assert config is not None
         reader = CorpusReader(self.files, config.text_field, config.id_field,
-                              max_doc_chars=config.max_doc_chars)  # fmt: skip
+                              max_doc_chars=config.max_doc_chars, require_documents=True)  # fmt: skip
         for index, (docs, rejects) in enumerate(iter_shards(reader, config.shard_size, config.limit)):
             if config.strict and rejects:
                 r = rejects[0]
@@ -365,7 +365,7 @@ def synthesize(
     batch_size: int = 1000,
     keep_generations: bool = False,
 ) -> Iterator[Entry]:
-    """Run SPEC §3 on `documents` and yield one `Entry` per document (or part), in order.
+    """Run docs/method.md §3 on `documents` and yield one `Entry` per document (or part), in order.
 
     Documents are grouped into batches of `batch_size`; the M rounds chain documents
     within a batch. Documents too long for the context are split, truncated or

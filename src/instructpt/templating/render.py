@@ -1,4 +1,4 @@
-"""Templify: chains of synthesized entries -> instruction-augmented texts (SPEC §4).
+"""Templify: chains of synthesized entries -> instruction-augmented texts (docs/method.md §4).
 
 Consecutive entries of a chain linked by "inherits from predecessor" become one text, their
 shots joined by a sampled example separator; an entry without usable pairs becomes its raw
@@ -24,7 +24,7 @@ from ..synthesis.format import Pair
 from .stats import TemplifyStats
 from .templates import cot, dialog, fewshot, numbering, options, qa, reading, separators
 
-# Modes and their weights (SPEC §4). Modes other than classic/dialog need >= 2 pairs per shot.
+# Modes and their weights (docs/method.md §4). Modes other than classic/dialog need >= 2 pairs per shot.
 MODES_MANY_PAIRS = {"classic": 0.80, "dialog": 0.05, "numbered": 0.05, "fewshot": 0.05, "next_turn": 0.05}
 MODES_ONE_PAIR = {"classic": 0.95, "dialog": 0.05}
 INVERSION_RATE = 0.05  # Classic/Dialog only: the pairs first, then "write a passage"
@@ -93,7 +93,7 @@ class _Renderer:
 
     A text draws one pattern per pair kind (and one option item style, option header and
     "none of the above" phrasing) the first time it needs one, and renders every pair and
-    every shot of that kind with it (SPEC §4).
+    every shot of that kind with it (docs/method.md §4).
     """
 
     def __init__(self, rng: random.Random, stats: TemplifyStats, needs_options: bool) -> None:
@@ -105,6 +105,7 @@ class _Renderer:
         self.last_id = ""
         self.once: dict[str, Any] = {}  # per-text draws by family
         self.kind_ids: dict[str, set[str]] = {}  # pattern ids that rendered each kind
+        self.kind_cache: dict[str, str] = {}  # the pattern of each kind, once drawn
         self.show_options: bool | None = None  # turn-based layouts: a per-text coin
         self.reading: str | None = None  # None: the bare document
 
@@ -124,6 +125,9 @@ class _Renderer:
         return self.once[family][0]
 
     def kind_pattern(self, kind: str) -> str:
+        cached = self.kind_cache.get(kind)
+        if cached is not None:  # drawn once per text: its id is already in kind_ids[kind]
+            return cached
         if kind == "free":
             pattern = self.per_text("qa", qa.PATTERNS)
             family = "qa"
@@ -139,7 +143,8 @@ class _Renderer:
         else:
             pattern = self.per_text("options_cot", cot.OPTIONS_PATTERNS)
             family = "options_cot"
-        self.kind_ids.setdefault(kind, set()).add(self.once[family][1])
+        self.kind_ids[kind] = {self.once[family][1]}
+        self.kind_cache[kind] = pattern
         return pattern
 
     def mc_shows_options(self) -> bool:
@@ -220,7 +225,7 @@ class _Renderer:
 
     # -- modes --------------------------------------------------------------------------
     def classic(self, shot: Shot, invert: bool, bridge: str | None) -> str:
-        exercises = "\n\n".join(self.exercise(v) for v in shot.pairs)
+        exercises = "\n\n".join([self.exercise(v) for v in shot.pairs])
         if invert:
             return self.pick("inversion", reading.INVERSIONS).format(pairs=exercises, document=shot.text)
         self.stats.events["classic_shots"] += 1
@@ -300,7 +305,8 @@ def text_seed(source_ids: Iterable[str], seed: int) -> int:
 def render_text(shots: list[Shot], seed: int, stats: TemplifyStats) -> AugmentedText:
     """One instruction-augmented text from linked shots (each with >= 1 usable pair)."""
     ids = tuple(s.id for s in shots)
-    needs_options = any(v.needs_options for s in shots for v in s.pairs)
+    views = [v for s in shots for v in s.pairs]
+    needs_options = any([v.needs_options for v in views])
     r = _Renderer(random.Random(text_seed(ids, seed)), stats, needs_options)
     names, weights = _MANY if min(len(s.pairs) for s in shots) >= 2 else _ONE
     mode = r.rng.choices(names, weights)[0]
@@ -343,8 +349,9 @@ def render_text(shots: list[Shot], seed: int, stats: TemplifyStats) -> Augmented
     stats.shots[len(shots)] += 1
     events = stats.events
     events[f"layout.{layout}"] += 1
-    per_kind = Counter(v.kind for s in shots for v in s.pairs)
-    stats.kinds.update(per_kind)
+    kinds = [v.kind for v in views]
+    per_kind = Counter(kinds)
+    stats.kinds.update(kinds)  # a list: counted in C (a Counter argument is a Python loop)
     for kind, used in r.kind_ids.items():  # texts whose >= 2 pairs of a kind share one pattern
         if per_kind[kind] >= 2:
             events[f"multi.{kind}"] += 1

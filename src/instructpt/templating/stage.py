@@ -19,7 +19,7 @@ from ..errors import UsageError
 from ..executor import BaseStage, ShardResult, check_worker, execute, lock_name
 from ..io.files import read_json_or_none, write_json
 from ..io.integrity import check_run, marker_files, read_verified, write_recorded
-from ..io.output import FORMATS, MANIFEST, SUMMARY, OutputDir, stage_of
+from ..io.output import FORMATS, MANIFEST, SUMMARY, OutputDir, stage_hint, stage_of
 from ..io.shards import encode_rows, read_rows
 from .render import AugmentedText, templify
 from .stats import TemplifyStats
@@ -206,7 +206,9 @@ def _synthesize_manifest(source: Path) -> dict[str, Any]:
     if synth is None:
         raise UsageError(f"{source} is {what} (no {MANIFEST})")
     stage = stage_of(synth)
-    if stage != "synthesize" or not isinstance(synth.get("shards"), dict):
+    if stage in ("templify", "mix"):
+        raise UsageError(f"{stage_hint(source, stage)} (templify reads a synthesize output)")
+    if stage not in ("synthesize", "decontaminate") or not isinstance(synth.get("shards"), dict):
         kind = stage if stage is not None else "another kind of"
         raise UsageError(f"{source} is {what} (it holds a {kind} output folder's manifest)")
     if not synth.get("complete"):

@@ -3,9 +3,21 @@
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("report-data").textContent);
-  data.charts.forEach(function (chart) {
+  // Each chart's height is its minimum: every minimum is set before any chart is drawn, so the grid's
+  // rows have their final heights, then each chart takes its whole card (a short chart beside a tall
+  // one grows instead of leaving its card half empty) and follows it when the window is resized.
+  // The toolbar shows on hover, in the room every figure leaves above its plot area.
+  var config = {displaylogo: false, responsive: true, displayModeBar: "hover",
+    modeBarButtonsToRemove: ["select2d", "lasso2d"]};
+  var plots = data.charts.map(function (chart) {
+    var div = document.getElementById(chart.id);
+    div.style.minHeight = chart.figure.layout.height + "px";
+    return div;
+  });
+  data.charts.forEach(function (chart, i) {
     var layout = Object.assign({}, chart.figure.layout, {template: data.template, autosize: true});
-    Plotly.newPlot(chart.id, chart.figure.data, layout, {displaylogo: false, responsive: true});
+    delete layout.height;  // from the card: see above
+    Plotly.newPlot(plots[i], chart.figure.data, layout, config);
   });
   var samples = data.sample;
   if (!samples.length) return;

@@ -1,4 +1,4 @@
-"""The template library for templify (SPEC §4), kept as data: one module per family.
+"""The template library for templify (docs/method.md §4), kept as data: one module per family.
 
 Every pattern is a `str.format` string. `validate()` runs at import and refuses a
 library in which any pattern uses a placeholder its family does not define, misses
@@ -19,7 +19,7 @@ _Q_A = frozenset({"question", "answer"})
 
 # family name -> (patterns, placeholders each must use exactly once (or a tuple of allowed
 # sets), minimum size). The minimum sizes of the four pair-kind families and of the option
-# layouts are the reference implementation's counts (SPEC §4).
+# layouts are the reference implementation's counts (docs/method.md §4).
 FAMILIES: dict[str, tuple[tuple[str, ...], Any, int]] = {
     "qa": (qa.PATTERNS, _Q_A, 80),
     "options": (options.PATTERNS, (frozenset({"question", "options", "answer"}), _Q_A), 48),

@@ -1,0 +1,325 @@
+"""`instructpt decontaminate`: benchmark decontamination and pair filters between synthesize and
+templify, as an executor stage (resumable, markers, `status`/`merge`).
+
+Input shard i of a synthesize folder becomes output shard i, with the same rows and columns:
+contaminated pairs and filtered pairs are removed from each entry's `pairs`; a contaminated
+document is either cut (GPT-3: the matching n-gram and `window` characters each side removed,
+leftover pieces shorter than `window` discarded, the document dropped if nothing or more than
+10 pieces remain) or dropped with its pairs. The output folder reads as a synthesize folder, so
+templify takes it unchanged. Every hit is a line of contamination.jsonl (entry id, document id,
+pair index or null, benchmark, matched n-gram, what was done); summary.json counts documents and
+pairs by reason and contamination by benchmark.
+
+A pair is checked as its instruction followed by its response (an n-gram may span both); a
+document as its text. A shard's bytes depend only on its input shard, the index and the settings
+(the duplicate table, when used, only on the whole input), so any worker may compute any shard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import UsageError
+from ..executor import BaseStage, ShardResult, check_worker, execute, lock_name
+from ..io.files import read_json_or_none, write_atomic, write_json
+from ..io.integrity import check_run, marker_files, read_verified, write_recorded
+from ..io.output import SUMMARY, OutputDir, arrow_schema
+from ..io.shards import encode_jsonl, encode_rows, read_rows
+from .evalsets import eval_set_texts, lm_eval_texts, parse_eval_set
+from .filters import DocumentView, DuplicateTable, FilterSettings, pair_key, pair_problem, position
+from .ngrams import Hit, NgramIndex, tokens
+from .outcome import ShardOutcome, add_stats, bump, cut_document, new_stats
+
+STAGE = "decontaminate"
+CONTAMINATION = "contamination.jsonl"
+CONTAMINATION_DIR = "contamination"
+DocumentAction = Literal["cut", "drop"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DecontaminateOptions:
+    n: int = 13
+    min_words: int = 8
+    document_action: DocumentAction = "cut"
+    window: int = 200
+    filters: FilterSettings = FilterSettings()
+
+
+def build_index(
+    eval_sets: Sequence[str] = (),
+    lm_eval_tasks: Sequence[str] = (),
+    lm_eval_include: str | None = None,
+    n: int = 13,
+    min_words: int = 8,
+) -> NgramIndex:
+    """The n-gram index of every eval set (`[NAME=]PATH[:FIELDS]`) and lm-eval task."""
+    specs = [parse_eval_set(s) for s in eval_sets]
+    names = [s.name for s in specs] + list(lm_eval_tasks)
+    if len(set(names)) != len(names):
+        dup = next(x for x in names if names.count(x) > 1)
+        raise UsageError(f"two eval sets are named {dup!r}; name them apart with NAME=PATH")
+
+    def texts() -> Iterator[tuple[str, str]]:
+        for spec in specs:
+            yield from eval_set_texts(spec)
+        yield from lm_eval_texts(list(lm_eval_tasks), lm_eval_include)
+
+    return NgramIndex.build(texts(), n, min_words)
+
+
+def run_decontaminate(
+    source: str | Path,
+    output: str | Path,
+    eval_sets: Sequence[str] = (),
+    options: DecontaminateOptions = DecontaminateOptions(),
+    lm_eval_tasks: Sequence[str] = (),
+    lm_eval_include: str | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    verify: bool = False,
+    num_workers: int = 1,
+    worker_index: int = 0,
+    executor: str = "local",
+    ray_workers: int | None = None,
+    index: NgramIndex | None = None,
+) -> dict[str, Any]:
+    """Decontaminate and filter the finished synthesize run in `source` into `output` (a folder
+    templify reads as it reads `source`); returns the summary. `index`: a prebuilt index
+    (otherwise built from `eval_sets` and `lm_eval_tasks`; with none, only the filters run)."""
+    from ..templating.stage import _synthesize_manifest
+
+    if options.document_action not in ("cut", "drop"):
+        raise UsageError(f"--document-action must be cut or drop, got {options.document_action!r}")
+    if options.n < 1 or options.min_words < 1 or options.window < 0:
+        raise UsageError("--ngram and --min-words must be at least 1, --window at least 0")
+    check_worker(num_workers, worker_index)
+    source = Path(source)
+    synth = _synthesize_manifest(source)
+    if index is None:
+        index = build_index(eval_sets, lm_eval_tasks, lm_eval_include, options.n, options.min_words)
+    fmt = synth.get("settings", {}).get("format", "parquet")
+    settings = {
+        "source": str(source.resolve()),
+        "source_fingerprint": synth["fingerprint"],
+        "format": fmt,
+        "index": {"digest": index.digest(), **index.describe()},
+        "options": _options_json(options),
+    }
+    out = OutputDir(output, fmt)
+    with out.locked(lock_name(num_workers, worker_index)):
+        manifest = out.open_run(settings, overwrite, STAGE)
+    stage = DecontaminateStage(source, synth, out, manifest, index, options, verify)
+    if executor == "ray":
+        from ..executor.ray import execute_ray
+
+        return execute_ray(stage, ray_workers, progress=progress, log=log)
+    return execute(stage, num_workers, worker_index, progress, None, log)
+
+
+def _options_json(options: DecontaminateOptions) -> dict[str, Any]:
+    return dataclasses.asdict(options)
+
+
+def _options_from_json(data: dict[str, Any]) -> DecontaminateOptions:
+    return DecontaminateOptions(**{**data, "filters": FilterSettings(**data["filters"])})
+
+
+class DecontaminateStage(BaseStage):
+    """Decontamination + pair filters as an executor stage: input shard i -> output shard i."""
+
+    name = STAGE
+
+    def __init__(
+        self,
+        source: Path,
+        synth: dict[str, Any],
+        out: OutputDir,
+        manifest: dict[str, Any],
+        index: NgramIndex,
+        options: DecontaminateOptions,
+        verify: bool = False,
+    ) -> None:
+        self.source, self.synth, self.out, self.manifest = source, synth, out, manifest
+        self.index, self.options, self.verify = index, options, verify
+        self.duplicates: DuplicateTable | None = None
+        self.fix = f"rerun the command that wrote {source} (with --verify) to recompute it"
+
+    def shards(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        for key, shard in sorted(self.synth["shards"].items(), key=lambda kv: int(kv[0])):
+            yield int(key), shard
+
+    def size(self, work: dict[str, Any]) -> int:
+        return int(work.get("counts", {}).get("documents", 0))
+
+    def key(self, work: dict[str, Any]) -> dict[str, Any]:
+        return {"source_file": work["file"], "source_sha256": _source_record(work).get("sha256")}
+
+    def _rows(self, work: dict[str, Any]) -> list[dict[str, Any]]:
+        data = read_verified(self.source / work["file"], _source_record(work), self.fix)
+        return read_rows(self.source / work["file"], data)
+
+    def prepare(self) -> None:
+        """With dedupe: one pass over every input shard for the table of repeated pairs."""
+        if self.options.filters.dedupe and self.duplicates is None:
+            self.duplicates = DuplicateTable.build(self._pair_keys())
+
+    def _pair_keys(self) -> Iterator[tuple[int, int]]:
+        for index, work in self.shards():
+            for r, row in enumerate(self._rows(work)):
+                doc = DocumentView(row["text"])
+                for p, pair in enumerate(row.get("pairs") or []):
+                    instruction, response = pair["instruction"], pair["response"]
+                    if pair_problem(instruction, response, doc, self.options.filters) is None:
+                        yield position(index, r, p), pair_key(instruction, response)
+
+    def run(self, index: int, work: dict[str, Any]) -> ShardResult:
+        rows = self._rows(work)
+        segments: list[list[str]] = []
+        segment_of: dict[tuple[int, int | None], int] = {}  # (row, pair index or None) -> segment
+        for r, row in enumerate(rows):
+            segment_of[(r, None)] = len(segments)
+            segments.append(tokens(row["text"]))
+            for p, pair in enumerate(row.get("pairs") or []):
+                segment_of[(r, p)] = len(segments)
+                segments.append(tokens(pair["instruction"]) + tokens(pair["response"]))
+        owner = {i: key for key, i in segment_of.items()}
+        found: dict[tuple[int, int | None], list[Hit]] = {}
+        for hit in self.index.find(segments):
+            found.setdefault(owner[hit.segment], []).append(hit)
+        shard = ShardOutcome()
+        for r, row in enumerate(rows):
+            hits = {p: found.get((r, p), []) for p in [None, *range(len(row.get("pairs") or []))]}
+            words = {p: segments[segment_of[(r, p)]] for p in hits if hits[p] or p is None}
+            if (kept := self._row(index, r, row, hits, words, shard)) is not None:
+                shard.rows.append(kept)
+        fmt = self.out.fmt
+        schema = arrow_schema(bool(rows) and "generation" in rows[0]) if fmt != "jsonl" else None
+        data = encode_rows(shard.rows, fmt, schema)
+        files = dict(
+            [
+                write_recorded(self.out.root, self.out.shard_file(index), data, len(shard.rows)),
+                write_recorded(
+                    self.out.root, self._hits_file(index), encode_jsonl(shard.hits), len(shard.hits)
+                ),
+            ]
+        )
+        stats = shard.stats
+        counts = {
+            "documents": stats["documents_in"],
+            "pairs": stats["pairs_out"],
+            "contaminated": len(shard.hits),
+        }
+        rel = self.out.shard_file(index).relative_to(self.out.root).as_posix()
+        return ShardResult(files, counts, {"file": rel, "stats": stats})
+
+    def _row(
+        self,
+        shard_index: int,
+        r: int,
+        row: dict[str, Any],
+        hits: dict[int | None, list[Hit]],
+        words: dict[int | None, list[str]],
+        shard: ShardOutcome,
+    ) -> dict[str, Any] | None:
+        """The row as written (text cut, pairs filtered), or None when the document is dropped."""
+        stats, pairs = shard.stats, list(row.get("pairs") or [])
+        stats["documents_in"] += 1
+        stats["pairs_in"] += len(pairs)
+        action, text = None, row["text"]
+        if hits[None]:
+            cut = None
+            if self.options.document_action == "cut":
+                cut = cut_document(text, [(h.start, h.length) for h in hits[None]], self.options.window)
+            action = "document_cut" if cut is not None else "document_dropped"
+            shard.record(row, None, hits[None], words[None], action)
+            text = cut if cut is not None else text
+        doc = DocumentView(row["text"], words[None])
+        reasons: list[str | None] = []
+        for p, pair in enumerate(pairs):
+            if hits[p]:
+                shard.record(row, p, hits[p], words[p], "pair_dropped")
+                reasons.append("contaminated")
+            else:
+                reasons.append(self._pair_reason(shard_index, r, p, pair, doc))
+        if action == "document_dropped":
+            stats["documents_dropped"] += 1
+            for reason in reasons:
+                bump(stats["pairs_dropped"], reason or "document_dropped")
+            return None
+        stats["documents_cut"] += action == "document_cut"
+        for reason in reasons:
+            if reason is not None:
+                bump(stats["pairs_dropped"], reason)
+        kept = [pair for pair, reason in zip(pairs, reasons) if reason is None]
+        stats["documents_out"] += 1
+        stats["pairs_out"] += len(kept)
+        return {**row, "text": text, "pairs": kept}
+
+    def _pair_reason(self, shard: int, r: int, p: int, pair: dict[str, Any], doc: DocumentView) -> str | None:
+        instruction, response = pair["instruction"], pair["response"]
+        problem = pair_problem(instruction, response, doc, self.options.filters)
+        if problem is not None:
+            return problem
+        if self.duplicates is not None:
+            if self.duplicates.is_duplicate(pair_key(instruction, response), position(shard, r, p)):
+                return "duplicate"
+        return None
+
+    def _hits_file(self, index: int) -> Path:
+        return self.out.root / CONTAMINATION_DIR / f"part-{index:05d}.jsonl"
+
+    def finished(self) -> dict[str, Any] | None:
+        summary = read_json_or_none(self.out.root / SUMMARY)
+        if not self.manifest.get("complete") or not isinstance(summary, dict):
+            return None
+        check = check_run(self.out.root, self.verify)
+        if not check.complete or len(check.good) != len(self.synth["shards"]):
+            return None
+        if any(check.good[i].get(k) != v for i, work in self.shards() for k, v in self.key(work).items()):
+            return None
+        return summary
+
+    def finalize(self, markers: dict[int, dict[str, Any]], complete: bool, progress: Any) -> dict[str, Any]:
+        total = new_stats()
+        for marker in markers.values():
+            add_stats(total, marker["stats"])
+        index = self.manifest["settings"]["index"]
+        summary = {
+            "shards": len(markers),
+            **total,
+            "index": index,
+            "options": self.manifest["settings"]["options"],
+        }
+        if complete:
+            parts = [
+                (self.out.root / CONTAMINATION_DIR / f"part-{i:05d}.jsonl").read_bytes()
+                for i in sorted(markers)
+            ]
+            write_atomic(self.out.root / CONTAMINATION, b"".join(parts))
+            write_json(self.out.root / SUMMARY, summary)
+        return summary
+
+
+def _source_record(shard: dict[str, Any]) -> dict[str, Any]:
+    return marker_files(shard).get(shard["file"], {})
+
+
+def reopen_stage(out: OutputDir, manifest: dict[str, Any]) -> DecontaminateStage:
+    """The stage of a decontaminate folder, to finalize it (`instructpt merge`)."""
+    from ..templating.stage import _synthesize_manifest
+
+    settings = manifest["settings"]
+    source = Path(settings["source"])
+    return DecontaminateStage(
+        source,
+        _synthesize_manifest(source),
+        OutputDir(out.root, settings["format"]),
+        manifest,
+        NgramIndex(),
+        _options_from_json(settings["options"]),
+    )
