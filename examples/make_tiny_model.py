@@ -9,11 +9,9 @@ transformers (`pip install 'instructpt[hf]'`). With --tokenizer-only, or without
 the tokenizer is written: enough for `--engine rules` and for `mix --tokenizer`.
 """
 
+import argparse
 import json
-import sys
 from pathlib import Path
-
-from instructpt.testing import build_tiny_model, save_tiny_tokenizer
 
 
 def can_build_model() -> bool:
@@ -25,18 +23,45 @@ def can_build_model() -> bool:
     return True
 
 
-args = [a for a in sys.argv[1:] if not a.startswith("--")]
-tokenizer_only = "--tokenizer-only" in sys.argv[1:]
-folder = Path(args[0] if args else "demo-out/tiny-synthesizer")
-with_model = not tokenizer_only and can_build_model()
-corpus = Path(__file__).parent / "corpus.jsonl"
-texts = [json.loads(line)["text"] for line in corpus.open()]
-if (folder / ("config.json" if with_model else "tokenizer.json")).is_file():
-    print(f"{folder} exists")
-elif with_model:
-    build_tiny_model(folder, texts, vocab_size=2000)
-    print(f"built {folder}")
-else:
-    save_tiny_tokenizer(folder, texts, vocab_size=2000)
-    why = "" if tokenizer_only else " (no torch/transformers: the model needs pip install 'instructpt[hf]')"
-    print(f"built the tokenizer in {folder}{why}")
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="make_tiny_model.py",
+        description="Build the demo's tiny random-weight synthesizer (or only its tokenizer) offline.",
+    )
+    parser.add_argument(
+        "folder",
+        nargs="?",
+        default="demo-out/tiny-synthesizer",
+        metavar="OUTPUT_FOLDER",
+        help="where to write it [default: %(default)s]",
+    )
+    parser.add_argument(
+        "--tokenizer-only",
+        action="store_true",
+        help="write only the tokenizer (enough for --engine rules and mix --tokenizer)",
+    )
+    args = parser.parse_args()  # --help prints the usage and exits before anything is written
+
+    from instructpt.testing import build_tiny_model, save_tiny_tokenizer
+
+    folder = Path(args.folder)
+    with_model = not args.tokenizer_only and can_build_model()
+    corpus = Path(__file__).parent / "corpus.jsonl"
+    texts = [json.loads(line)["text"] for line in corpus.open()]
+    if (folder / ("config.json" if with_model else "tokenizer.json")).is_file():
+        print(f"{folder} exists")
+    elif with_model:
+        build_tiny_model(folder, texts, vocab_size=2000)
+        print(f"built {folder}")
+    else:
+        save_tiny_tokenizer(folder, texts, vocab_size=2000)
+        why = (
+            ""
+            if args.tokenizer_only
+            else " (no torch/transformers: the model needs pip install 'instructpt[hf]')"
+        )
+        print(f"built the tokenizer in {folder}{why}")
+
+
+if __name__ == "__main__":
+    main()

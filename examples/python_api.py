@@ -1,12 +1,15 @@
-"""The public Python API, offline: synthesize, templify, mix and run (run from an empty folder)."""
+"""The public Python API, offline: synthesize, decontaminate, templify, mix and run (run from an
+empty folder)."""
 
 import json
 from pathlib import Path
 
 from instructpt import (
+    DecontaminateSettings,
     MixSettings,
     RunConfig,
     SynthesizeSettings,
+    decontaminate,
     from_function,
     mix,
     run,
@@ -28,6 +31,13 @@ def main() -> None:
     entries = list(synthesize(docs, engine, rounds=2))
     for entry in entries:
         print(entry.id, entry.chain_id, entry.round, entry.pairs[0])
+
+    # decontaminate: drop pairs holding an evaluation set's 13-word n-gram (a shorter text, whole)
+    # and broken pairs; a contaminated document is cut. Eval sets on disk: eval_sets=["mmlu=test.jsonl"]
+    benchmarks = {"my-eval": ["What does sentence 1 of the text say?"]}
+    summary: dict = {}
+    entries = decontaminate(entries, DecontaminateSettings(), benchmarks=benchmarks, summary=summary)
+    print(summary["contamination"], summary["pairs_dropped"])
 
     # templify: entries in, instruction-augmented texts out
     texts = list(templify(entries, seed=0))
@@ -55,6 +65,7 @@ def main() -> None:
     config = RunConfig(
         workdir="run",
         synthesize=SynthesizeSettings(inputs=["corpus.jsonl"], engine="rules", model="tokenizer.json"),
+        decontaminate=DecontaminateSettings(),  # the pair filters only: no eval_sets given
         mix=MixSettings(
             raw=["raw.jsonl"], tokenizer="tokenizer.json", bos_text="<s>", eos_text="</s>", format="megatron"
         ),

@@ -200,6 +200,8 @@ def test_kill_9_at_random_moments_then_resume_is_byte_identical(tmp_path, tiny_m
         "24",
         "--max-model-len",
         "256",
+        "--min-parse-rate",  # random weights write no pairs: the collapse guard would stop the run
+        "0",
         "--no-progress",
     ]
     subprocess.run(_cli(*common, "-o", tmp_path / "clean"), check=True, capture_output=True, timeout=600)

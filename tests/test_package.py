@@ -9,10 +9,12 @@ import sys
 def test_public_api():
     import instructpt
     from instructpt import (  # noqa: F401
+        DecontaminateSettings,
         MixSettings,
         RunConfig,
         SynthesizeSettings,
         TemplifySettings,
+        decontaminate,
         mix,
         run,
         synthesize,
@@ -24,6 +26,7 @@ def test_public_api():
     for name in instructpt.__all__:
         assert getattr(instructpt, name) is not None, name
     assert callable(instructpt.run) and callable(instructpt.mix)  # functions, not subpackages
+    assert instructpt.decontaminate.__module__ == "instructpt.quality.api"  # the function
 
 
 def test_core_imports_no_torch_or_transformers():
@@ -46,4 +49,6 @@ def test_the_readme_python_api_example_runs(tmp_path):
                           timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "== mix -> run/train" in done.stderr + done.stdout
+    assert "{'my-eval': {'documents': 0, 'pairs': 1}} {'contaminated': 1}" in done.stdout  # decontaminate
+    assert "== decontaminate -> run/decontaminated" in done.stderr
     assert (tmp_path / "train" / "manifest.json").is_file() and (tmp_path / "run" / "train").is_dir()

@@ -5,6 +5,7 @@ Chromium: test_report_run.py)."""
 from __future__ import annotations
 
 import html
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -282,3 +283,50 @@ def test_cli(tmp_path):
     result = runner.invoke(report_command, [str(out / "data"), "-o", str(tmp_path / "r.html")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.startswith("Error: ") and "not an instructpt output" in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# A decontaminate folder between synthesize and templify (real stage outputs)
+
+
+def test_decontaminate_output_is_reported(tmp_path, scripted):
+    from instructpt.quality.decontaminate import DecontaminateOptions, run_decontaminate
+    from instructpt.quality.filters import FilterSettings
+    from instructpt.report.page import headline
+    from instructpt.templating.stage import run_templify
+
+    from .test_decontaminate import BENCH_Q, QUIET, make_synthesized, write_jsonl
+
+    synth = make_synthesized(tmp_path, scripted)  # doc3's text and doc5's first pair hold BENCH_Q
+    quiz = write_jsonl(tmp_path / "quiz.jsonl", [{"question": BENCH_Q}])
+    other = write_jsonl(tmp_path / "other.jsonl", [{"question": "nothing of this appears in any document"}])
+    options = DecontaminateOptions(filters=FilterSettings(max_response_chars=2))  # also drops pairs by length
+    summary = run_decontaminate(synth, tmp_path / "clean", [f"quiz={quiz}", f"other={other}"], options,
+                                progress=False, log=QUIET)  # fmt: skip
+    run_templify(tmp_path / "clean", tmp_path / "aug", progress=False, log=QUIET)
+
+    result = analyze([tmp_path])  # the folder holds every stage's output, as a run workdir does
+    dec = result["figures"]["decontaminate"]
+    assert dec["contamination"] == {"quiz": {"documents": 1, "pairs": 1}} == summary["contamination"]
+    assert set(dec["benchmarks"]) == {"quiz", "other"}
+    assert dec["pairs_dropped"] == summary["pairs_dropped"] and dec["pairs_dropped"]["contaminated"] == 1
+    assert dec["pairs_dropped"]["response_too_long"] == summary["pairs_in"] - 1  # "Venus" is 5 > 2 chars
+    # templify read the decontaminate output, which read the synthesize output: no source mismatch
+    assert not [a for a in result["alerts"] if a["id"].endswith("_source")]
+    cards = {c["label"]: c for c in headline(result["figures"])}
+    assert cards["Contamination"]["value"] == "1 documents, 1 pairs"
+    assert cards["Contamination"]["detail"] == "other: 0 documents, 0 pairs; quiz: 1 documents, 1 pairs"
+    dropped = sum(summary["pairs_dropped"].values())
+    assert cards["Pairs filtered"]["value"] == f"{dropped:,}"
+    assert f"response_too_long {dropped - 1:,}; contaminated 1;" in cards["Pairs filtered"]["detail"]
+    assert cards["Pairs filtered"]["detail"].endswith("documents: 1 cut, 0 dropped")
+    if importlib.util.find_spec("plotly") and importlib.util.find_spec("jinja2"):
+        page = build_report([tmp_path], sample_size=3)
+        assert "Contamination" in page and "Pairs filtered" in page and "decontaminate: " in page
+
+    # templify made from synthesize directly, reported beside a decontaminate output: flagged
+    run_templify(synth, tmp_path / "aug-raw", progress=False, log=QUIET)
+    alerts = analyze([synth, tmp_path / "clean", tmp_path / "aug-raw"])["alerts"]
+    alerts = [a for a in alerts if a["id"].endswith("_source")]
+    assert [a["id"] for a in alerts] == ["templify_source"]
+    assert "another decontaminate run" in alerts[0]["explanation"]

@@ -25,6 +25,7 @@ from .test_pipeline import make_corpus, snapshot
 def write_config(tmp_path: Path, model: Path, engine: str = "rules", **changes) -> Path:
     corpus = make_corpus(tmp_path / "corpus.jsonl", n=24)
     raw = make_corpus(tmp_path / "raw.jsonl", n=6)
+    raw.write_text(raw.read_text().replace('"id": "doc', '"id": "raw'))  # not the converted documents' ids
     config = {
         "workdir": str(tmp_path / "work"),
         "synthesize": {"inputs": [str(corpus)], "engine": engine, "model": str(model), "shard_size": 5,

@@ -1,7 +1,7 @@
 """instructpt: Instruction Pre-Training end to end (Cheng et al., EMNLP 2024).
 
-The public API: one function per stage (`synthesize`, `templify`, `mix`) and `run` for all of
-them, their settings models, the record types, and what an engine needs (`Engine`,
+The public API: one function per stage (`synthesize`, `decontaminate`, `templify`, `mix`) and
+`run` for all of them, their settings models, the record types, and what an engine needs (`Engine`,
 `register_engine`, `from_function`); everything else lives in submodules
 (docs/architecture.md). The core imports no torch: model backends load lazily, and so does
 every public name (pydantic, numpy, tokenizers) on first use, so `import instructpt` (and the
@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .config import MixSettings, RunConfig, SynthesizeSettings, TemplifySettings
+    from .config import DecontaminateSettings, MixSettings, RunConfig, SynthesizeSettings, TemplifySettings
     from .engines.base import Completion, Engine, Request
     from .engines.function import from_function
     from .engines.registry import register_engine
     from .errors import UsageError
+    from .quality.api import decontaminate
     from .records import Document, Entry, Reject
     from .synthesis.stage import synthesize
     from .templating.render import AugmentedText, templify
@@ -36,9 +37,11 @@ _LAZY = {
     "Entry": "records",
     "Reject": "records",
     "synthesize": "synthesis.stage",
+    "decontaminate": "quality.api",
     "AugmentedText": "templating.render",
     "templify": "templating.render",
     "SynthesizeSettings": "config",
+    "DecontaminateSettings": "config",
     "TemplifySettings": "config",
     "MixSettings": "config",
     "RunConfig": "config",
@@ -47,9 +50,9 @@ _LAZY = {
 }
 
 __all__ = [
-    "AugmentedText", "Completion", "Document", "Engine", "Entry", "MixSettings", "Reject", "Request",
-    "RunConfig", "SynthesizeSettings", "TemplifySettings", "UsageError", "__version__", "from_function",
-    "mix", "register_engine", "run", "synthesize", "templify",
+    "AugmentedText", "Completion", "DecontaminateSettings", "Document", "Engine", "Entry", "MixSettings",
+    "Reject", "Request", "RunConfig", "SynthesizeSettings", "TemplifySettings", "UsageError", "__version__",
+    "decontaminate", "from_function", "mix", "register_engine", "run", "synthesize", "templify",
 ]  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from .io.files import safe_name
 from .mixing.recipes import MixConfig, SourceSpec, domain_recipe, scratch_recipe
 from .quality.decontaminate import DecontaminateOptions
 from .quality.filters import FilterSettings
+from .synthesis.guard import GUARD_WINDOW
 from .synthesis.rounds import RoundSettings
 from .synthesis.stage import SynthesisConfig
 from .templating.stage import run_templify
@@ -144,6 +145,21 @@ class SynthesizeSettings(_Strict):
         default_of(SynthesisConfig, "strict"),
         description="Fail on the first bad input record instead of skipping it.",
     )
+    target_tokens: int | None = Field(
+        default_of(SynthesisConfig, "target_tokens"), ge=1, description="Stop cleanly once the augmented "
+        "texts of the finished shards would hold this many training tokens (an estimate); a rerun with a "
+        "larger target, or none, continues.",
+    )  # fmt: skip
+    min_parse_rate: float = Field(
+        default_of(SynthesisConfig, "min_parse_rate"), ge=0, le=1, description="Stop with an error when "
+        f"fewer of the last {GUARD_WINDOW} generations than this hold a parsable pair (a wrong model, "
+        "tokenizer or template); 0: never.",
+    )  # fmt: skip
+    fraction: float = Field(
+        default_of(SynthesisConfig, "fraction"), gt=0, le=1, description="Convert only this share of the "
+        "documents, chosen by a hash of each id (the paper: about 0.2); `mix --recipe scratch` takes the "
+        "rest of the same raw files.",
+    )  # fmt: skip
     dtype: str = _common("dtype")
     device: str = _common("device")
     max_batch_tokens: int | None = _common("max_batch_tokens", gt=0)
@@ -178,6 +194,9 @@ class SynthesizeSettings(_Strict):
             max_model_len=self.max_model_len,
             strict=self.strict,
             max_doc_chars=self.max_doc_chars,
+            fraction=self.fraction,
+            target_tokens=self.target_tokens,
+            min_parse_rate=self.min_parse_rate,
             rounds=RoundSettings(self.rounds, self.max_new_tokens, self.long_docs, self.keep_generations),
             **flags,
         )
@@ -250,6 +269,8 @@ class SourceModel(_Strict):
     text_field: str = "text"
     response_field: str | None = None
     id_field: str = "id"
+    repeat: int = Field(1, ge=1)  # a source without weight: every document this many times
+    render: Literal["ft-data"] | None = None  # ft-data: fine-tuning records, rendered as augmented texts
 
 
 class MixSettings(_Strict):
@@ -268,6 +289,10 @@ class MixSettings(_Strict):
         description="domain: augmented:general, counted in tokens of --tokenizer.",
     )
     augmented_weight: float | None = Field(None, gt=0, description="custom: weight of the augmented texts")
+    ft_data: list[str] = Field([], description="scratch: the synthesizer's fine-tuning data (`ft-data "
+                               "convert` folders), rendered with templify's templates.")  # fmt: skip
+    ft_repeat: int = Field(default_of(scratch_recipe, "ft_repeat"), ge=1,
+                           description="scratch: times the --ft-data texts are repeated.")  # fmt: skip
     sources: list[SourceModel] = []  # custom: further sources beside the augmented texts
     question_field: str = Field(default_of(domain_recipe, "question_field"),
                                 description="General data: question field.")  # fmt: skip
@@ -318,7 +343,10 @@ class MixSettings(_Strict):
         if self.recipe == "scratch":
             need("augmented", augmented, "instruction-augmented texts")
             need("raw", self.raw, "the unchanged raw texts")
-            return scratch_recipe(augmented, self.raw, self.text_field)
+            return scratch_recipe(augmented, self.raw, self.text_field, self.ft_data, self.ft_repeat)
+        if self.ft_data:
+            raise UsageError(f"{flag('ft_data')} applies to the scratch recipe; in a custom one, add a "
+                             "source with render: ft-data (and repeat: N)")  # fmt: skip
         if self.recipe == "domain":
             need("augmented", augmented, "instruction-augmented texts")
             need("general", self.general, "general instruction data")

@@ -137,10 +137,22 @@ def mix(settings: MixSettings, augmented: list[str], output: str, *, overwrite: 
 
 
 def run(config: RunConfig | str | Path, *, overrides: list[str] = (), rebuild: bool = False,
-        progress: bool | None = None, verify: bool = False,
-        log: Callable[[str], None] = _stderr) -> dict[str, Any]:  # fmt: skip
+        progress: bool | None = None, verify: bool = False, log: Callable[[str], None] = _stderr,
+        num_workers: int = 1, worker_index: int = 0, executor: str = "local",
+        ray_workers: int | None = None, gpus_per_worker: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """The whole pipeline from a `RunConfig` or a YAML file (with `key=value` overrides, as
-    `instructpt run -o`); returns {stage: summary}. `instructpt.run` in the public API."""
+    `instructpt run --set`); returns {stage: summary}. `instructpt.run` in the public API.
+
+    The workers as `instructpt run`'s options: static worker `worker_index` of `num_workers`
+    (then "stopped_at" names the stage it stopped at until every worker is done), or
+    `executor="ray"` with `ray_workers` actors (`gpus_per_worker` each for synthesis)."""
+    if executor not in ("local", "ray"):
+        raise UsageError(f"executor must be 'local' or 'ray', got {executor!r}")
+    if executor == "ray" and num_workers != 1:
+        raise UsageError("num_workers and worker_index are for static workers; with executor='ray' "
+                         "give ray_workers")  # fmt: skip
     if not isinstance(config, RunConfig):
         config = load_config(config, list(overrides))
-    return run_pipeline(config, rebuild=rebuild, progress=progress, log=log, verify=verify)
+    return run_pipeline(config, rebuild=rebuild, progress=progress, log=log, verify=verify,
+                        num_workers=num_workers, worker_index=worker_index, executor=executor,
+                        ray_workers=ray_workers, gpus_per_worker=gpus_per_worker)  # fmt: skip

@@ -12,7 +12,8 @@ from .common import user_errors, worker_args, worker_options
 from .options import settings_from_flags, settings_options
 
 MIX_FLAGS = (
-    "recipe raw general ratio question_field response_field text_field tokenizer bos_text eos_text".split()
+    "recipe raw general ratio question_field response_field text_field ft_data ft_repeat tokenizer bos_text "
+    "eos_text".split()
 )
 OUTPUT_FLAGS = "format seq_len pack seed upsample workers shard_tokens".split()
 
@@ -57,7 +58,15 @@ def mix(augmented: tuple[str, ...], output: str, overwrite: bool, verify: bool, 
     if builtin:
         sources = settings.recipe_sources(list(augmented), flag=lambda key: f"--{key.replace('_', '-')}")
     else:
-        sources = load_recipe(recipe)
+        from ..errors import UsageError
+
+        sources = load_recipe(recipe)  # a misspelt built-in name or a missing file is told first
+        given = {"--augmented": augmented, "--raw": values.get("raw"), "--general": values.get("general"),
+                 "--ft-data": values.get("ft_data")}  # fmt: skip
+        if any(given.values()):  # a recipe file names every source itself: these would be ignored
+            raise UsageError(f"--recipe {recipe} is a recipe file, which names every source itself: give "
+                             f"{', '.join(k for k, v in given.items() if v)} there (as sources' paths), not "
+                             "on the command line")  # fmt: skip
     config = settings.mix_config(sources, output, overwrite=overwrite, verify=verify, rebuild=rebuild,
                                  allow_partial=allow_partial)  # fmt: skip
     manifest = run_mix(config, **worker_args(executor, num_workers, worker_index))

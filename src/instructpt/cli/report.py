@@ -37,7 +37,7 @@ from .common import user_errors
 @user_errors
 def report(paths: tuple[str, ...], output: str, samples: int, seed: int, as_json: bool) -> None:
     """Write an HTML report about the outputs in PATH...: an `instructpt run` workdir, or any
-    of its synthesize, templify and mix output folders.
+    of its synthesize, decontaminate, templify and mix output folders.
 
     The page has the headline figures (documents, pairs, parse rate, entries without pairs,
     duplicate instructions, tokens per source, achieved mix ratio, throughput), charts, alerts

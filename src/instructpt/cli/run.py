@@ -60,7 +60,14 @@ def run(config_path: str, overrides: tuple[str, ...], rebuild: bool, verify: boo
     lines = []
     if "synthesize" in results and stopped != "synthesize":
         syn = results["synthesize"]
-        lines.append(f"synthesize: {syn['documents']} documents, {syn['pairs']} pairs -> {work}/synthesized")
+        stop = " (stopped at synthesize.target_tokens)" if syn.get("stopped") == "target_tokens" else ""
+        lines.append(
+            f"synthesize: {syn['documents']} documents, {syn['pairs']} pairs -> {work}/synthesized{stop}"
+        )
+    if "decontaminate" in results and stopped != "decontaminate":
+        from ..quality.outcome import summary_line
+
+        lines.append(f"decontaminate: {summary_line(results['decontaminate'])} -> {work}/decontaminated")
     if "templify" in results and stopped != "templify":
         tem = results["templify"]
         lines.append(f"templify:   {tem['texts']} texts from {tem['documents']} documents -> "

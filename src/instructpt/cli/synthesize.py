@@ -26,7 +26,7 @@ from .options import settings_from_flags, settings_options
 
 STAGE_FLAGS = ["model", "tokenizer", "engine", "rounds", "max_model_len", "max_new_tokens", "shard_size",
                "text_field", "id_field", "long_docs", "max_doc_chars", "format", "keep_generations", "limit",
-               "strict"]  # fmt: skip
+               "strict", "fraction", "target_tokens", "min_parse_rate"]  # fmt: skip
 ENGINE_FLAGS = ["dtype", "device", "max_batch_tokens", "trust_remote_code"]
 # Shortcut flags for the engine options people set most; each is also `-O name=value`.
 SHORTCUTS: list[tuple[type, str, str, dict[str, Any]]] = [
@@ -160,6 +160,7 @@ def synthesize(
     click.echo(
         f"{summary['documents']} documents -> {summary['entries']} entries, {summary['pairs']} pairs "
         f"({summary['pairs_per_entry']:.2f}/entry); {summary['rejected_inputs']} inputs rejected; "
-        f"{this_run_text(summary.get('this_run'))}. Output: {output}",
+        + (f"{summary['not_selected']} left raw by --fraction; " if summary.get("not_selected") else "")
+        + f"{this_run_text(summary.get('this_run'))}. Output: {output}",
         err=True,
     )

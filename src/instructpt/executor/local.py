@@ -130,15 +130,20 @@ def execute(stage: Stage, num_workers: int = 1, worker_index: int = 0, progress:
         bar = Progress(progress, total=total() if callable(total) else total)
         seen = [0]  # shards listed so far
         prepared = False
+        stop: int | None = None  # a clean stop before this shard: the shards before it are the run
         try:
             todo = _ours_to_do(stage, bar, num_workers, worker_index, seen)
             for index, work in todo:
+                if stop_reason(stage, index) is not None:
+                    stop = index
+                    break
                 if not prepared:
                     stage.prepare()
                     prepared = True
                     bar.restart()  # throughput excludes loading the model
                 if stage.can_async():  # no barriers: hand the rest to the async scheduler
-                    asyncio.run(_drive_async(stage, itertools.chain([(index, work)], todo), bar, num_workers))
+                    stop = asyncio.run(_drive_async(stage, itertools.chain([(index, work)], todo), bar,
+                                                    num_workers))  # fmt: skip
                     break
                 try:
                     marker = run_shard(stage, index, work)
@@ -150,8 +155,18 @@ def execute(stage: Stage, num_workers: int = 1, worker_index: int = 0, progress:
             bar.close()
             if prepared:
                 stage.close()
-        record_shard_count(stage, seen[0])
+        record_shard_count(stage, seen[0] if stop is None else stop)
+        if stop is not None:
+            log(f"{stage.out.root}: stopped before shard {stop} ({stop_reason(stage, stop)}); "
+                "a rerun with a larger target continues")  # fmt: skip
         return finish(stage, bar, log)
+
+
+def stop_reason(stage: Stage, next_index: int) -> str | None:
+    """A stage's reason to stop cleanly before shard `next_index` (synthesize: --target-tokens);
+    the shards before it then make a complete run."""
+    check = getattr(stage, "stop_reason", None)
+    return check(next_index) if check is not None else None
 
 
 def _ours_to_do(stage: Stage, bar: Progress, num_workers: int, worker_index: int, seen: list[int]
@@ -173,11 +188,16 @@ def shard_done(stage: Stage, index: int, marker: dict[str, Any], bar: Progress, 
         stage.manifest["shards"][str(index)] = marker
         stage.out.write_manifest(stage.manifest)  # progress for readers; the marker is what counts
     bar.computed(dict(marker["counts"]))
+    if (finished := getattr(stage, "shard_finished", None)) is not None:
+        finished(index, marker)  # may raise (synthesize: the collapse guard); the shard stays done
 
 
-async def _drive_async(stage: Any, todo: Iterator[tuple[int, Any]], bar: Progress, num_workers: int) -> None:
-    """Run the shards of `todo` (ours, not done) concurrently through `stage.arun`."""
+async def _drive_async(stage: Any, todo: Iterator[tuple[int, Any]], bar: Progress, num_workers: int
+                       ) -> int | None:  # fmt: skip
+    """Run the shards of `todo` (ours, not done) concurrently through `stage.arun`; returns the
+    shard a clean stop (`stop_reason`) came before, once the shards in flight are done, or None."""
     pending: dict[asyncio.Task, int] = {}
+    stop: int | None = None
 
     async def settle(wait_all: bool) -> None:
         done, _ = await asyncio.wait(pending, return_when=asyncio.ALL_COMPLETED if wait_all
@@ -191,17 +211,26 @@ async def _drive_async(stage: Any, todo: Iterator[tuple[int, Any]], bar: Progres
                 for other in pending:
                     other.cancel()
                 raise
-            shard_done(stage, index, marker, bar, num_workers)
+            try:
+                shard_done(stage, index, marker, bar, num_workers)
+            except Exception:
+                for other in pending:
+                    other.cancel()
+                raise
 
     try:
         for index, work in todo:
             if len(pending) >= SHARDS_IN_FLIGHT:
                 await settle(wait_all=False)
+            if stop_reason(stage, index) is not None:
+                stop = index
+                break
             pending[asyncio.create_task(arun_shard(stage, index, work))] = index
         while pending:
             await settle(wait_all=True)
     finally:
         await stage.aclose()
+    return stop
 
 
 def finish(stage: Stage, bar: Progress | None, log: Log) -> dict[str, Any]:

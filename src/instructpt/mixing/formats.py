@@ -11,7 +11,8 @@
 
 Token arrays are uint16 when every id fits, else uint32. `write_corpus` writes the shuffled
 documents of a mix in any of its formats: text shards (Parquet/JSONL, through the one shard
-writer), a Hugging Face dataset, or the tokenized shards above, packed or one row per document.
+writer), a Hugging Face dataset, or the tokenized shards above, packed or one row per document;
+next to every shard, its provenance index (provenance.py: which document pieces each sequence holds).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import gzip
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -27,6 +29,7 @@ from ..errors import UsageError
 from ..io.files import write_atomic
 from ..io.output import OutputDir
 from ..io.shards import encode_columns, encode_rows
+from .provenance import ProvenanceWriter
 from .recipes import MixConfig
 from .tokenize import SourceData
 
@@ -95,21 +98,36 @@ def _csv(value: str) -> str:
 def pack(docs: Iterator[np.ndarray], seq_len: int) -> Iterator[tuple[np.ndarray, list[int]]]:
     """Rows of exactly `seq_len` ids from consecutive documents, each with the offsets where a
     document starts in it. The final partial row is not yielded (see the module docstring)."""
+    for row, starts, _ in pack_labeled(((None, doc) for doc in docs), seq_len):
+        yield row, starts
+
+
+Label = TypeVar("Label")
+Piece = tuple[Label, int, int, int]  # (label, start, end, doc_offset): a document's tokens in a row
+
+
+def pack_labeled(docs: Iterator[tuple[Label, np.ndarray]], seq_len: int
+                 ) -> Iterator[tuple[np.ndarray, list[int], list[Piece]]]:  # fmt: skip
+    """`pack`, each document carrying a label: every row also lists its pieces, (label, start,
+    end, doc_offset) with the piece's tokens at [start, end) in the row and from `doc_offset`
+    in the document (the provenance index; the labels never enter the token stream)."""
     buffer: list[np.ndarray] = []
     starts: list[int] = []
+    pieces: list[Piece] = []
     filled = 0
-    for doc in docs:
+    for label, doc in docs:
         pos = 0
         while pos < len(doc):
             if pos == 0:
                 starts.append(filled)
             take = min(seq_len - filled, len(doc) - pos)
             buffer.append(doc[pos : pos + take])
+            pieces.append((label, filled, filled + take, pos))
             filled += take
             pos += take
             if filled == seq_len:
-                yield np.concatenate(buffer), starts
-                buffer, starts, filled = [], [], 0
+                yield np.concatenate(buffer), starts, pieces
+                buffer, starts, pieces, filled = [], [], [], 0
 
 
 def write_corpus(config: MixConfig, data: list[SourceData], sources: np.ndarray, docs: np.ndarray,
@@ -119,21 +137,25 @@ def write_corpus(config: MixConfig, data: list[SourceData], sources: np.ndarray,
     def stream() -> Iterator[tuple[int, int]]:
         yield from zip(sources.tolist(), docs.tolist())
 
+    provenance = ProvenanceWriter(out, data)
     if config.format in ("jsonl", "parquet"):
-        return _write_texts(config, data, stream(), out), 0
+        return _write_texts(config, data, stream(), out, provenance), 0
     if config.pack:
-        return _write_packed(config, data, stream(), dtype, out)
+        return _write_packed(config, data, stream(), dtype, out, provenance)
     shards: list[dict] = []
     batch: list[tuple[int, int]] = []
     tokens = 0
     for s, d in stream():
         batch.append((s, d))
+        provenance.document(s, d)
         tokens += int(data[s].lengths[d])
         if tokens >= config.shard_tokens:
             shards.append(_write_token_shard(config, data, batch, dtype, out, len(shards)))
+            shards[-1]["provenance"] = provenance.flush(len(shards) - 1)
             batch, tokens = [], 0
     if batch or not shards:
         shards.append(_write_token_shard(config, data, batch, dtype, out, len(shards)))
+        shards[-1]["provenance"] = provenance.flush(len(shards) - 1)
     if config.format == "hf":
         _save_hf_dataset(out, shards)
     return shards, 0
@@ -160,19 +182,20 @@ def _write_token_shard(config: MixConfig, data: list[SourceData], batch: list[tu
 
 
 def _write_packed(config: MixConfig, data: list[SourceData], stream: Iterator[tuple[int, int]],
-                  dtype: np.dtype, out: OutputDir) -> tuple[list[dict], int]:  # fmt: skip
+                  dtype: np.dtype, out: OutputDir, provenance: ProvenanceWriter
+                  ) -> tuple[list[dict], int]:  # fmt: skip
     rows_per_shard = max(1, config.shard_tokens // config.seq_len)
     total = 0
     shards: list[dict] = []
     rows: list[np.ndarray] = []
     starts: list[list[int]] = []
 
-    def docs() -> Iterator[np.ndarray]:
+    def docs() -> Iterator[tuple[tuple[int, int], np.ndarray]]:
         nonlocal total
         for s, d in stream:
             doc = data[s].doc_tokens(d)
             total += len(doc)
-            yield doc
+            yield (s, d), doc
 
     def flush() -> None:
         index = len(shards)
@@ -185,11 +208,15 @@ def _write_packed(config: MixConfig, data: list[SourceData], stream: Iterator[tu
             files = [
                 _write_arrow(out, index, {"input_ids": [r.tolist() for r in rows], "doc_starts": starts})
             ]
-        shards.append({"files": files, "rows": len(rows), "tokens": int(tokens.size)})
+        shards.append({"files": files, "rows": len(rows), "tokens": int(tokens.size),
+                       "provenance": provenance.flush(index)})  # fmt: skip
 
-    for row, row_starts in pack(docs(), config.seq_len):
+    for row, row_starts, pieces in pack_labeled(docs(), config.seq_len):
         rows.append(row)
         starts.append(row_starts)
+        for (s, d), start, end, doc_offset in pieces:
+            provenance.piece(s, d, start, end, doc_offset)
+        provenance.end_sequence()
         if len(rows) == rows_per_shard:
             flush()
             rows, starts = [], []
@@ -225,7 +252,7 @@ def _save_hf_dataset(out: OutputDir, shards: list[dict]) -> None:
 
 
 def _write_texts(config: MixConfig, data: list[SourceData], stream: Iterator[tuple[int, int]],
-                 out: OutputDir) -> list[dict]:  # fmt: skip
+                 out: OutputDir, provenance: ProvenanceWriter) -> list[dict]:  # fmt: skip
     shards: list[dict] = []
     rows: list[dict] = []
     tokens = 0
@@ -234,12 +261,14 @@ def _write_texts(config: MixConfig, data: list[SourceData], stream: Iterator[tup
         index = len(shards)
         path = out.root / "data" / f"part-{index:05d}.{config.format}"
         write_atomic(path, encode_rows(rows, config.format))
-        shards.append({"files": [f"data/{path.name}"], "documents": len(rows), "tokens": tokens})
+        shards.append({"files": [f"data/{path.name}"], "documents": len(rows), "tokens": tokens,
+                       "provenance": provenance.flush(index)})  # fmt: skip
 
     for s, d in stream:
         source = data[s]
         assert source.texts is not None and source.ids is not None
         rows.append({"text": source.texts[d], "id": source.ids[d], "source": source.spec.name})
+        provenance.document(s, d)
         tokens += int(source.lengths[d])
         if tokens >= config.shard_tokens:
             flush()

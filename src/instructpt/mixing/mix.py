@@ -44,7 +44,9 @@ from ..io.files import DiskFull, write_json
 from ..io.integrity import check_inputs
 from ..io.output import SCRATCH_DIR, OutputDir, expect_stage
 from .formats import token_dtype, write_corpus
-from .recipes import MixConfig
+from .ftdata import ft_files
+from .recipes import MixConfig, SourceSpec
+from .split import with_corpus_split
 from .tokenize import SourceData, TargetTokenizer, _hash, _run_digest, source_files
 
 MIX_FORMATS = ("parquet", "jsonl", "hf", "megatron", "olmo")
@@ -101,8 +103,9 @@ def plan(data: list[SourceData], seed: int, upsample: bool) -> list[SourcePlan]:
         if not len(d.lengths):
             raise UsageError(f"source {d.spec.name!r} has no usable documents ({_rejects(d)})")
         if d.spec.weight is None or i == anchor:
-            target = totals[i]
-            selected = np.arange(len(d.lengths), dtype=np.int64)
+            repeat = d.spec.repeat if d.spec.weight is None else 1  # a weighted source has no repeat
+            target = totals[i] * repeat
+            selected = np.tile(np.arange(len(d.lengths), dtype=np.int64), repeat)
         else:
             factor = totals[anchor] * d.spec.weight / data[anchor].spec.weight / totals[i]
             if factor > 1 and not upsample:
@@ -160,7 +163,8 @@ def run_mix(
         for path in spec.paths:
             expect_stage(path, "templify", "an input of mix")
     # Fails early, with the path, if an input is missing, empty, unfinished or damaged.
-    inputs = {p: source_files(p, False, config.allow_partial, log) for s in config.sources for p in s.paths}
+    inputs = {p: input_files(s, p, False, config.allow_partial, log) for s in config.sources for p in s.paths}
+    config = with_corpus_split(config, inputs, log)  # scratch: the raw share less the converted documents
     tokenizer = TargetTokenizer.load(config.tokenizer, config.bos_text, config.eos_text)
     settings = mix_settings(config, tokenizer)
     out = OutputDir(config.output, config.format)
@@ -210,7 +214,21 @@ def mix_settings(config: MixConfig, tokenizer: TargetTokenizer) -> dict[str, Any
     settings = {**asdict(config), "tokenizer_hash": _hash(tokenizer.json), "inputs": _input_identity(config)}
     for key in ("overwrite", "workers", "verify", "rebuild", "allow_partial"):  # none changes the output
         settings.pop(key)
+    if settings["corpus_split"] is None:  # settings as before these keys existed: same fingerprints
+        settings.pop("corpus_split")
+    for source in settings["sources"]:
+        for key, default in (("repeat", 1), ("render", None)):
+            if source[key] == default:
+                source.pop(key)
     return settings
+
+
+def input_files(spec: SourceSpec, path: str, full: bool = False, allow_partial: bool = False,
+                log: Callable[[str], None] | None = None) -> list:  # fmt: skip
+    """The files of one path of a source: an ft-data folder's records files, else `source_files`."""
+    if spec.render == "ft-data":
+        return ft_files(path)
+    return source_files(path, full, allow_partial, log)
 
 
 def _input_identity(config: MixConfig) -> list[dict[str, Any]]:
@@ -223,13 +241,15 @@ def _input_identity(config: MixConfig) -> list[dict[str, Any]]:
             if manifest is not None:
                 identity.append({"path": path, "fingerprint": manifest.get("fingerprint")})
             else:
-                identity.extend({"path": str(f), "bytes": file_size(f)} for f in source_files(path))
+                identity.extend({"path": str(f), "bytes": file_size(f)} for f in input_files(spec, path))
     return identity
 
 
 def _plan_and_write(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDir, data: list[SourceData],
-                    log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
-    """Plan every source's share, shuffle, write the output; returns the manifest's figures."""
+                    log: Callable[[str], None], excluded: list[int] | None = None
+                    ) -> dict[str, Any]:  # fmt: skip
+    """Plan every source's share, shuffle, write the output; returns the manifest's figures.
+    `excluded`: per source, the documents the corpus split left out (split.py)."""
     plans = plan(data, config.seed, config.upsample)
     source_of = np.concatenate([np.full(len(p.selected), i, dtype=np.int16) for i, p in enumerate(plans)])
     doc_of = np.concatenate([p.selected for p in plans])
@@ -242,7 +262,7 @@ def _plan_and_write(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDi
         selected_tokens = p.tokens_selected(d.lengths)
         factor = selected_tokens / p.tokens_available if p.tokens_available else 0.0
         sampling = (
-            "all"
+            ("all" if d.spec.repeat == 1 else f"repeated x{d.spec.repeat}")
             if p.weight is None or len(p.selected) == p.documents_available and factor == 1
             else (f"upsampled x{factor:.3f}" if factor > 1 else f"downsampled to {factor:.1%}")
         )
@@ -255,6 +275,8 @@ def _plan_and_write(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDi
             "target_tokens": p.target_tokens, "documents_selected": int(len(p.selected)),
             "tokens_selected": selected_tokens, "sampling": sampling,
         })  # fmt: skip
+        if excluded and excluded[len(sources) - 1]:  # converted by the augmented run: not raw again
+            sources[-1]["raw_excluded_converted"] = excluded[len(sources) - 1]
     total = sum(s["tokens_selected"] for s in sources)
     ratio = {s["name"]: round(s["tokens_selected"] / total, 6) if total else 0.0 for s in sources}
     requested = None
@@ -276,5 +298,8 @@ def _plan_and_write(config: MixConfig, tokenizer: TargetTokenizer, out: OutputDi
         "format": config.format, "seed": config.seed, "pack": config.pack, "seq_len": config.seq_len,
         "tokens_dropped_by_packing": dropped, "shards": shards,
     }  # fmt: skip
-    write_json(out.root / "summary.json", {k: result[k] for k in ("sources", "token_share", "tokens_total")})
+    if config.corpus_split:
+        result["corpus_split"] = {**config.corpus_split, "raw_excluded_converted": sum(excluded or [])}
+    keys = ("sources", "token_share", "tokens_total", "corpus_split")
+    write_json(out.root / "summary.json", {k: result[k] for k in keys if k in result})
     return result

@@ -18,6 +18,8 @@ from ..io.files import (
 
 OPENORCA_FIELDS = ("question", "response")  # its system_prompt column is dropped
 BUILTIN_RECIPES = ("scratch", "domain")
+RENDERS = ("ft-data",)  # SourceSpec.render: inputs that are rendered into texts before mixing
+FT_REPEAT = 4  # the paper repeated the synthesizer's fine-tuning data 4 times (docs/method.md §5)
 
 
 @dataclass
@@ -30,6 +32,8 @@ class SourceSpec:
     text_field: str = "text"
     response_field: str | None = None  # instruction data: text = question + " " + response
     id_field: str = "id"
+    repeat: int = 1  # without weight: every document this many times (the paper's ft data: 4)
+    render: str | None = None  # "ft-data": fine-tuning records rendered as augmented texts (ftdata.py)
 
     def __post_init__(self) -> None:
         """Recipes are user text: the name becomes part of file names (output.SAFE_NAME), and
@@ -41,6 +45,15 @@ class SourceSpec:
         if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)
                               or w <= 0):  # fmt: skip
             raise UsageError(f"source {self.name!r}: weight must be a positive number, got {w!r}")
+        r = self.repeat
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise UsageError(f"source {self.name!r}: repeat must be a whole number >= 1, got {r!r}")
+        if r > 1 and w is not None:
+            raise UsageError(f"source {self.name!r}: repeat applies to a source without weight (a weight "
+                             "sets its share, repeating it as needed)")  # fmt: skip
+        if self.render is not None and self.render not in RENDERS:
+            raise UsageError(f"source {self.name!r}: render must be one of {', '.join(RENDERS)}, "
+                             f"got {self.render!r}")  # fmt: skip
         for key in ("text_field", "id_field", "response_field"):
             value = getattr(self, key)
             if not isinstance(value, str) and not (key == "response_field" and value is None):
@@ -66,13 +79,21 @@ class MixConfig:
     verify: bool = False  # hash every raw input (instructpt folders' shards are always hashed)
     rebuild: bool = False  # recompute a finished mix whose inputs changed, instead of refusing
     allow_partial: bool = False  # mix the intact shards of unfinished/damaged runs, saying what is left out
+    # scratch: the raw documents that `synthesize --fraction` converted, left out (split.py); set by run_mix
+    corpus_split: dict[str, Any] | None = None
 
 
 def scratch_recipe(
-    augmented: Sequence[str], raw: Sequence[str], text_field: str = "text"
-) -> list[SourceSpec]:
-    """Pre-training from scratch: instruction-augmented texts + the unchanged raw texts."""
-    return [SourceSpec("augmented", list(augmented)), SourceSpec("raw", list(raw), text_field=text_field)]
+    augmented: Sequence[str], raw: Sequence[str], text_field: str = "text", ft_data: Sequence[str] = (),
+    ft_repeat: int = FT_REPEAT,
+) -> list[SourceSpec]:  # fmt: skip
+    """Pre-training from scratch: instruction-augmented texts + the unchanged raw texts (less the
+    documents the augmented run converted, mixing/split.py) + optionally the synthesizer's
+    fine-tuning data rendered as augmented texts, repeated `ft_repeat` times."""
+    sources = [SourceSpec("augmented", list(augmented)), SourceSpec("raw", list(raw), text_field=text_field)]
+    if ft_data:
+        sources.append(SourceSpec("ft", list(ft_data), repeat=ft_repeat, render="ft-data"))
+    return sources
 
 
 def domain_recipe(

@@ -19,8 +19,11 @@ from ..executor.local import stderr_log
 from ..io.files import write_atomic
 from ..io.integrity import check_run, marker_files
 from ..io.output import DATA_DIR, MANIFEST, SCRATCH_DIR, SHARDS_DIR, OutputDir
-from .mix import _plan_and_write
+from .ftdata import render_ft_file
+from .mix import _plan_and_write, input_files
+from .provenance import PROVENANCE_DIR, load_meta
 from .recipes import MixConfig, SourceSpec
+from .split import keep_filter, refuse_converted_raw
 from .tokenize import (
     TOKENS,
     Encoder,
@@ -29,11 +32,11 @@ from .tokenize import (
     _Blobs,
     _hash,
     _Parts,
-    source_files,
     tokenize_shard,
 )
 
 STAGE = "mix"
+FT_TEXTS = f"{SCRATCH_DIR}/ft"  # --ft-data records rendered as augmented texts (ftdata.py)
 
 
 class MixStage(BaseStage):
@@ -81,8 +84,12 @@ class MixStage(BaseStage):
         assert self.encoder is not None
         s, f, checked = work
         spec = self.config.sources[s]
-        files, counts = tokenize_shard(spec, f, checked, self.encoder, self.tokenizer, self.out, index,
-                                       self.keep_texts)  # fmt: skip
+        path = f
+        if spec.render == "ft-data":  # fine-tuning records -> augmented texts, then as any text file
+            path, checked = render_ft_file(f, self.out.root / FT_TEXTS / f"part-{index:05d}.jsonl",
+                                           self.config.seed), True  # fmt: skip
+        files, counts = tokenize_shard(spec, path, checked, self.encoder, self.tokenizer, self.out, index,
+                                       self.keep_texts, keep=keep_filter(self.config, spec, f))  # fmt: skip
         return ShardResult(files, counts)
 
     def finished(self) -> dict[str, Any] | None:
@@ -92,17 +99,26 @@ class MixStage(BaseStage):
         if not complete:
             return self.manifest
         out = self.out
-        for stale in (DATA_DIR, "hf", f"{SCRATCH_DIR}/hf-parts", f"{SCRATCH_DIR}/cache"):
+        for stale in (DATA_DIR, "hf", PROVENANCE_DIR, f"{SCRATCH_DIR}/hf-parts", f"{SCRATCH_DIR}/cache"):
             shutil.rmtree(out.root / stale, ignore_errors=True)
         by_source: list[list[int]] = [[] for _ in self.config.sources]
-        for index, (s, _, _) in self.shards():
+        files: list[list[str]] = [[] for _ in self.config.sources]  # for the provenance index
+        for index, (s, f, _) in self.shards():
             by_source[s].append(index)
+            files[s].append(str(Path(f).resolve()) if isinstance(f, Path) else str(f))
         data = [load_source(spec, out, idx, self.keep_texts, [markers[i]["counts"] for i in idx])
                 for spec, idx in zip(self.config.sources, by_source)]  # fmt: skip
+        for d, f in zip(data, files):
+            d.files = f
+        names = [spec.name for spec in self.config.sources]
+        if "raw" in names:  # scratch: no converted document again as raw (split.py)
+            raw = data[names.index("raw")]
+            refuse_converted_raw(self.config, self.inputs, raw.ids, len(raw.lengths))
+        excluded = [sum(markers[i]["counts"].get("excluded", 0) for i in idx) for idx in by_source]
         rejects = b"".join(
             (out.root / TOKENS / f"part-{i:05d}.rejects.jsonl").read_bytes() for i in sorted(markers)
         )
-        result = _plan_and_write(self.config, self.tokenizer, out, data, self.log)
+        result = _plan_and_write(self.config, self.tokenizer, out, data, self.log, excluded)
         if rejects:
             write_atomic(out.root / "rejects.jsonl", rejects)
         self.manifest.update(result)
@@ -125,7 +141,7 @@ def reopen_stage(out: OutputDir, manifest: dict[str, Any]) -> MixStage:
     if _hash(tokenizer.json) != settings.get("tokenizer_hash"):
         raise UsageError(f"the tokenizer {config.tokenizer} changed since {out.root} was started; "
                          "rerun the mix command with --rebuild")  # fmt: skip
-    inputs = {p: source_files(p, False, config.allow_partial) for s in config.sources for p in s.paths}
+    inputs = {p: input_files(s, p, False, config.allow_partial) for s in config.sources for p in s.paths}
     return MixStage(config, tokenizer, OutputDir(out.root, config.format), manifest, inputs, stderr_log)
 
 
@@ -167,6 +183,7 @@ def load_source(spec: SourceSpec, out: OutputDir, indexes: Sequence[int], keep_t
     data.tokens = tokens
     data.ids = _Blobs(first or [0], ids)
     data.texts = _Blobs(first or [0], texts) if keep_texts else None
+    data.meta = load_meta(folder, indexes, first, [len(part) for part in lengths])
     return data
 
 

@@ -27,6 +27,7 @@ from ..io.files import (
 from ..io.integrity import DamagedData, check_run, marker_files
 from ..io.output import MANIFEST, SCRATCH_DIR, OutputDir
 from ..records import Document, Reject
+from .provenance import text_meta
 from .recipes import SourceSpec
 
 # -- tokenization -----------------------------------------------------------------------------
@@ -250,6 +251,8 @@ class SourceData:
     rejects: dict[str, int] = field(default_factory=dict)
     tokens: list[np.memmap | None] = field(default_factory=list)  # per tokenized shard
     parts: _Parts = field(default_factory=lambda: _Parts([0]))
+    meta: _Blobs | None = None  # augmented texts: JSON [entry ids, template ids] (provenance.py)
+    files: list[str] = field(default_factory=list)  # per tokenized shard: its input file
 
     def doc_tokens(self, i: int) -> np.ndarray:
         p, _ = self.parts.locate(i)
@@ -307,22 +310,29 @@ TOKENS = f"{SCRATCH_DIR}/tokens"  # tokenized shards: part-00000.{tokens,lengths
 
 
 def tokenize_shard(spec: SourceSpec, path: Any, checked: bool, encoder: Encoder, tokenizer: TargetTokenizer,
-                   out: OutputDir, index: int, keep_texts: bool, batch_docs: int = 512
+                   out: OutputDir, index: int, keep_texts: bool, batch_docs: int = 512,
+                   keep: Callable[[str], bool] | None = None
                    ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:  # fmt: skip
     """Tokenize one input file of `spec` into out/.work/tokens/part-<index>.*; returns the files'
-    records and counts (documents, tokens, rejected.<reason>). `checked`: the file is a shard of
-    one of our runs, so an unreadable one is damage, not a reject."""
+    records and counts (documents, tokens, rejected.<reason>, excluded). `checked`: the file is a
+    shard of one of our runs, so an unreadable one is damage, not a reject. `keep`: documents
+    whose id it refuses are left out, counted as `excluded` (the corpus split, split.py)."""
     reader = CorpusReader([path], spec.text_field, spec.id_field, spec.response_field,
                           reject_duplicate_ids=False)  # fmt: skip
     folder = out.root / TOKENS
     make_folder(folder)
     final = {name: folder / f"part-{index:05d}.{name}" for name in
-             ("tokens", "lengths", "ids", "ids.idx", "texts", "texts.idx", "rejects.jsonl")}  # fmt: skip
+             ("tokens", "lengths", "ids", "ids.idx", "texts", "texts.idx", "rejects.jsonl", "meta",
+              "meta.idx")}  # fmt: skip
     tmp = {name: p.with_name(f".{p.name}.{os.getpid()}.tmp") for name, p in final.items()}
     ids = _BlobWriter(tmp["ids"])
     texts = _BlobWriter(tmp["texts"]) if keep_texts else None
+    # A shard of a templify run: its texts' entry and template ids travel to the provenance index.
+    meta = _BlobWriter(tmp["meta"]) if checked else None
+    known = text_meta(path) if checked else {}
     rejects_log = open(tmp["rejects.jsonl"], "w")
     counts: dict[str, int] = {}
+    excluded = [0]
     lengths = array("I")
 
     def batches() -> Iterator[list[str]]:
@@ -337,9 +347,14 @@ def tokenize_shard(spec: SourceSpec, path: Any, checked: bool, encoder: Encoder,
                 _write_to(rejects_log, line, final["rejects.jsonl"])
                 continue
             assert isinstance(item, Document)
+            if keep is not None and not keep(item.id):
+                excluded[0] += 1
+                continue
             ids.append(item.id)
             if texts is not None:
                 texts.append(item.text)
+            if meta is not None:
+                meta.append(known.get(item.id, ""))
             batch.append(tokenizer.wrap(item.text))
             if len(batch) == batch_docs:
                 yield batch
@@ -352,26 +367,31 @@ def tokenize_shard(spec: SourceSpec, path: Any, checked: bool, encoder: Encoder,
             for flat, lens in encoder.map(batches()):
                 _write_to(handle, flat, final["tokens"])
                 lengths.frombytes(lens)
-        for blob in (ids, texts):
+        for blob in (ids, texts, meta):
             if blob is not None:
                 blob.handle.close()
         rejects_log.close()
         extra = {"lengths": lengths.tobytes(), "ids.idx": ids.offsets.tobytes()}
         if texts is not None:
             extra["texts.idx"] = texts.offsets.tobytes()
+        if meta is not None:
+            extra["meta.idx"] = meta.offsets.tobytes()
         for name, data in extra.items():
             with open(tmp[name], "wb") as handle:
                 _write_to(handle, data, final[name])
         n = len(lengths)
         rows = {"tokens": int(sum(lengths)), "lengths": n, "ids": n, "ids.idx": n + 1, "texts": n,
-                "texts.idx": n + 1, "rejects.jsonl": sum(counts.values())}  # fmt: skip
-        names = [k for k in final if (k not in ("texts", "texts.idx") or keep_texts)]
+                "texts.idx": n + 1, "rejects.jsonl": sum(counts.values()), "meta": n,
+                "meta.idx": n + 1}  # fmt: skip
+        names = [k for k in final if (k not in ("texts", "texts.idx") or keep_texts)
+                 and (k not in ("meta", "meta.idx") or meta is not None)]  # fmt: skip
         files = dict(commit_file(out.root, tmp[k], final[k], rows[k]) for k in names)
     finally:
         rejects_log.close()
-        for blob in (ids, texts):
+        for blob in (ids, texts, meta):
             if blob is not None:
                 blob.handle.close()
         for t in tmp.values():
             t.unlink(missing_ok=True)
-    return files, {"documents": len(lengths), "tokens": rows["tokens"], **counts}
+    return files, {"documents": len(lengths), "tokens": rows["tokens"], **counts,
+                   **({"excluded": excluded[0]} if excluded[0] else {})}  # fmt: skip

@@ -19,34 +19,27 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import UsageError
 from ..executor import BaseStage, ShardResult, check_worker, execute, lock_name
-from ..io.files import read_json_or_none, write_atomic, write_json
-from ..io.integrity import check_run, marker_files, read_verified, write_recorded
+from ..io.files import write_atomic, write_json
+from ..io.integrity import read_verified, write_recorded
 from ..io.output import SUMMARY, OutputDir, arrow_schema
 from ..io.shards import encode_jsonl, encode_rows, read_rows
+from ..io.synthesized import SynthesizedShards, source_record
+from .check import DecontaminateOptions, RowChecker, pair_keys
 from .evalsets import eval_set_texts, lm_eval_texts, parse_eval_set
-from .filters import DocumentView, DuplicateTable, FilterSettings, pair_key, pair_problem, position
-from .ngrams import Hit, NgramIndex, tokens
-from .outcome import ShardOutcome, add_stats, bump, cut_document, new_stats
+from .filters import DuplicateTable, FilterSettings
+from .ngrams import NgramIndex
+from .outcome import add_stats, cut_document, new_stats  # noqa: F401  (cut_document: re-exported)
 
 STAGE = "decontaminate"
 CONTAMINATION = "contamination.jsonl"
 CONTAMINATION_DIR = "contamination"
-DocumentAction = Literal["cut", "drop"]
-
-
-@dataclasses.dataclass(frozen=True)
-class DecontaminateOptions:
-    n: int = 13
-    min_words: int = 8
-    document_action: DocumentAction = "cut"
-    window: int = 200
-    filters: FilterSettings = FilterSettings()
+DEFAULT_OPTIONS = DecontaminateOptions()
 
 
 def build_index(
@@ -55,10 +48,13 @@ def build_index(
     lm_eval_include: str | None = None,
     n: int = 13,
     min_words: int = 8,
+    benchmarks: Mapping[str, Iterable[str]] | None = None,
 ) -> NgramIndex:
-    """The n-gram index of every eval set (`[NAME=]PATH[:FIELDS]`) and lm-eval task."""
+    """The n-gram index of every eval set (`[NAME=]PATH[:FIELDS]`), lm-eval task and in-memory
+    benchmark (`benchmarks`: {name: texts})."""
     specs = [parse_eval_set(s) for s in eval_sets]
-    names = [s.name for s in specs] + list(lm_eval_tasks)
+    benchmarks = benchmarks or {}
+    names = [s.name for s in specs] + list(lm_eval_tasks) + list(benchmarks)
     if len(set(names)) != len(names):
         dup = next(x for x in names if names.count(x) > 1)
         raise UsageError(f"two eval sets are named {dup!r}; name them apart with NAME=PATH")
@@ -67,6 +63,10 @@ def build_index(
         for spec in specs:
             yield from eval_set_texts(spec)
         yield from lm_eval_texts(list(lm_eval_tasks), lm_eval_include)
+        for name, items in benchmarks.items():
+            if isinstance(items, str):
+                raise UsageError(f"benchmark {name!r}: give a list of texts, not one string")
+            yield from ((name, text) for text in items)
 
     return NgramIndex.build(texts(), n, min_words)
 
@@ -75,7 +75,7 @@ def run_decontaminate(
     source: str | Path,
     output: str | Path,
     eval_sets: Sequence[str] = (),
-    options: DecontaminateOptions = DecontaminateOptions(),
+    options: DecontaminateOptions = DEFAULT_OPTIONS,
     lm_eval_tasks: Sequence[str] = (),
     lm_eval_include: str | None = None,
     overwrite: bool = False,
@@ -129,7 +129,7 @@ def _options_from_json(data: dict[str, Any]) -> DecontaminateOptions:
     return DecontaminateOptions(**{**data, "filters": FilterSettings(**data["filters"])})
 
 
-class DecontaminateStage(BaseStage):
+class DecontaminateStage(SynthesizedShards, BaseStage):
     """Decontamination + pair filters as an executor stage: input shard i -> output shard i."""
 
     name = STAGE
@@ -149,54 +149,19 @@ class DecontaminateStage(BaseStage):
         self.duplicates: DuplicateTable | None = None
         self.fix = f"rerun the command that wrote {source} (with --verify) to recompute it"
 
-    def shards(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        for key, shard in sorted(self.synth["shards"].items(), key=lambda kv: int(kv[0])):
-            yield int(key), shard
-
-    def size(self, work: dict[str, Any]) -> int:
-        return int(work.get("counts", {}).get("documents", 0))
-
-    def key(self, work: dict[str, Any]) -> dict[str, Any]:
-        return {"source_file": work["file"], "source_sha256": _source_record(work).get("sha256")}
-
     def _rows(self, work: dict[str, Any]) -> list[dict[str, Any]]:
-        data = read_verified(self.source / work["file"], _source_record(work), self.fix)
+        data = read_verified(self.source / work["file"], source_record(work), self.fix)
         return read_rows(self.source / work["file"], data)
 
     def prepare(self) -> None:
         """With dedupe: one pass over every input shard for the table of repeated pairs."""
         if self.options.filters.dedupe and self.duplicates is None:
-            self.duplicates = DuplicateTable.build(self._pair_keys())
-
-    def _pair_keys(self) -> Iterator[tuple[int, int]]:
-        for index, work in self.shards():
-            for r, row in enumerate(self._rows(work)):
-                doc = DocumentView(row["text"])
-                for p, pair in enumerate(row.get("pairs") or []):
-                    instruction, response = pair["instruction"], pair["response"]
-                    if pair_problem(instruction, response, doc, self.options.filters) is None:
-                        yield position(index, r, p), pair_key(instruction, response)
+            shards = ((index, self._rows(work)) for index, work in self.shards())
+            self.duplicates = DuplicateTable.build(pair_keys(shards, self.options.filters))
 
     def run(self, index: int, work: dict[str, Any]) -> ShardResult:
         rows = self._rows(work)
-        segments: list[list[str]] = []
-        segment_of: dict[tuple[int, int | None], int] = {}  # (row, pair index or None) -> segment
-        for r, row in enumerate(rows):
-            segment_of[(r, None)] = len(segments)
-            segments.append(tokens(row["text"]))
-            for p, pair in enumerate(row.get("pairs") or []):
-                segment_of[(r, p)] = len(segments)
-                segments.append(tokens(pair["instruction"]) + tokens(pair["response"]))
-        owner = {i: key for key, i in segment_of.items()}
-        found: dict[tuple[int, int | None], list[Hit]] = {}
-        for hit in self.index.find(segments):
-            found.setdefault(owner[hit.segment], []).append(hit)
-        shard = ShardOutcome()
-        for r, row in enumerate(rows):
-            hits = {p: found.get((r, p), []) for p in [None, *range(len(row.get("pairs") or []))]}
-            words = {p: segments[segment_of[(r, p)]] for p in hits if hits[p] or p is None}
-            if (kept := self._row(index, r, row, hits, words, shard)) is not None:
-                shard.rows.append(kept)
+        shard = RowChecker(self.index, self.options, self.duplicates).check(index, rows)
         fmt = self.out.fmt
         schema = arrow_schema(bool(rows) and "generation" in rows[0]) if fmt != "jsonl" else None
         data = encode_rows(shard.rows, fmt, schema)
@@ -217,72 +182,8 @@ class DecontaminateStage(BaseStage):
         rel = self.out.shard_file(index).relative_to(self.out.root).as_posix()
         return ShardResult(files, counts, {"file": rel, "stats": stats})
 
-    def _row(
-        self,
-        shard_index: int,
-        r: int,
-        row: dict[str, Any],
-        hits: dict[int | None, list[Hit]],
-        words: dict[int | None, list[str]],
-        shard: ShardOutcome,
-    ) -> dict[str, Any] | None:
-        """The row as written (text cut, pairs filtered), or None when the document is dropped."""
-        stats, pairs = shard.stats, list(row.get("pairs") or [])
-        stats["documents_in"] += 1
-        stats["pairs_in"] += len(pairs)
-        action, text = None, row["text"]
-        if hits[None]:
-            cut = None
-            if self.options.document_action == "cut":
-                cut = cut_document(text, [(h.start, h.length) for h in hits[None]], self.options.window)
-            action = "document_cut" if cut is not None else "document_dropped"
-            shard.record(row, None, hits[None], words[None], action)
-            text = cut if cut is not None else text
-        doc = DocumentView(row["text"], words[None])
-        reasons: list[str | None] = []
-        for p, pair in enumerate(pairs):
-            if hits[p]:
-                shard.record(row, p, hits[p], words[p], "pair_dropped")
-                reasons.append("contaminated")
-            else:
-                reasons.append(self._pair_reason(shard_index, r, p, pair, doc))
-        if action == "document_dropped":
-            stats["documents_dropped"] += 1
-            for reason in reasons:
-                bump(stats["pairs_dropped"], reason or "document_dropped")
-            return None
-        stats["documents_cut"] += action == "document_cut"
-        for reason in reasons:
-            if reason is not None:
-                bump(stats["pairs_dropped"], reason)
-        kept = [pair for pair, reason in zip(pairs, reasons) if reason is None]
-        stats["documents_out"] += 1
-        stats["pairs_out"] += len(kept)
-        return {**row, "text": text, "pairs": kept}
-
-    def _pair_reason(self, shard: int, r: int, p: int, pair: dict[str, Any], doc: DocumentView) -> str | None:
-        instruction, response = pair["instruction"], pair["response"]
-        problem = pair_problem(instruction, response, doc, self.options.filters)
-        if problem is not None:
-            return problem
-        if self.duplicates is not None:
-            if self.duplicates.is_duplicate(pair_key(instruction, response), position(shard, r, p)):
-                return "duplicate"
-        return None
-
     def _hits_file(self, index: int) -> Path:
         return self.out.root / CONTAMINATION_DIR / f"part-{index:05d}.jsonl"
-
-    def finished(self) -> dict[str, Any] | None:
-        summary = read_json_or_none(self.out.root / SUMMARY)
-        if not self.manifest.get("complete") or not isinstance(summary, dict):
-            return None
-        check = check_run(self.out.root, self.verify)
-        if not check.complete or len(check.good) != len(self.synth["shards"]):
-            return None
-        if any(check.good[i].get(k) != v for i, work in self.shards() for k, v in self.key(work).items()):
-            return None
-        return summary
 
     def finalize(self, markers: dict[int, dict[str, Any]], complete: bool, progress: Any) -> dict[str, Any]:
         total = new_stats()
@@ -303,10 +204,6 @@ class DecontaminateStage(BaseStage):
             write_atomic(self.out.root / CONTAMINATION, b"".join(parts))
             write_json(self.out.root / SUMMARY, summary)
         return summary
-
-
-def _source_record(shard: dict[str, Any]) -> dict[str, Any]:
-    return marker_files(shard).get(shard["file"], {})
 
 
 def reopen_stage(out: OutputDir, manifest: dict[str, Any]) -> DecontaminateStage:

@@ -1,7 +1,7 @@
 """`instructpt report`: one self-contained HTML page about a run's outputs.
 
-Reads what `synthesize`, `templify` and `mix` wrote (a `instructpt run` workdir, or any of the
-three output folders, each recognised by its manifest.json) and renders headline figures,
+Reads what `synthesize`, `decontaminate`, `templify` and `mix` wrote (a `instructpt run` workdir,
+or any of the stage output folders, each recognised by its manifest.json) and renders headline figures,
 plotly charts, alerts for figures outside their usual range, and a browser over a seeded
 random sample of documents with their pairs and the instruction-augmented text each became.
 
@@ -43,6 +43,7 @@ from .figures import (
     OPENINGS_PRUNE_AT,
     TOP_OPENINGS,
     DuplicateCounter,
+    decontaminate_figures,
     mix_figures,
     synthesize_figures,
     templify_figures,
@@ -69,6 +70,8 @@ def analyze(paths: Iterable[str | Path], sample_size: int = 50, seed: int = 0) -
     if "synthesize" in stages:
         folder, manifest = stages["synthesize"]
         figures["synthesize"], sample = synthesize_figures(folder, manifest, sample_size, seed)
+    if "decontaminate" in stages:
+        figures["decontaminate"] = decontaminate_figures(*stages["decontaminate"])
     if "templify" in stages:
         folder, manifest = stages["templify"]
         figures["templify"] = templify_figures(folder, manifest)

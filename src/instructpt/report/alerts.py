@@ -28,19 +28,31 @@ Subject = Mapping[str, Any]
 def _scopes(figures: Mapping[str, Any]) -> dict[str, Iterator[Subject]]:
     """Each scope's subjects in `figures`: the mappings its rules measure (and format from)."""
     syn, tem, mix = figures.get("synthesize"), figures.get("templify"), figures.get("mix")
+    dec = figures.get("decontaminate")
+    # each stage's source: the stage before it among those given (templify reads decontaminate's)
+    made_from = [
+        (dec, syn, "decontaminate", "synthesize"),
+        (tem, dec or syn, "templify", "decontaminate" if dec else "synthesize"),
+    ]
     return {
         "stage": (dict(figures[stage], stage=stage) for stage in STAGES if stage in figures),
         "synthesize": iter([syn] if syn else []),
-        "templify": iter([{"syn": syn, "tem": tem}] if syn and tem else []),
+        "source": iter(
+            [
+                {"out": out, "src": src, "stage": stage, "source": source}
+                for out, src, stage, source in made_from
+                if out and src
+            ]
+        ),
         "mix": iter([{"mix": mix, "tem": tem}] if mix and tem else []),
         "mix_source": iter(mix["sources"] if mix else []),
     }
 
 
 def _source_mismatch(s: Subject) -> bool:
-    """The templify output was made from another synthesize output than the one given."""
-    source, synthesized = s["tem"].get("source_fingerprint"), s["syn"].get("fingerprint")
-    return bool(source and synthesized and source != synthesized)
+    """A stage's output was made from another output than the one given for the stage before."""
+    source, given = s["out"].get("source_fingerprint"), s["src"].get("fingerprint")
+    return bool(source and given and source != given)
 
 
 def _input_mismatch(s: Subject) -> bool:
@@ -59,9 +71,9 @@ class Rule:
     """One alert: `value` of each subject in `scope` against `threshold`.
 
     `check` is "min" (fires below the threshold), "max" (above it), "tolerance" (its absolute
-    value above it) or "yes" (fires when the value is true; no threshold). `id` and `message`
-    are format strings over the subject's fields plus `value`, `off` (the absolute value) and
-    `threshold`.
+    value above it) or "yes" (fires when the value is true; no threshold). `id`, `message` and
+    `explanation` are format strings over the subject's fields plus `value`, `off` (the absolute
+    value) and `threshold`.
     """
 
     id: str
@@ -107,9 +119,9 @@ RULES: tuple[Rule, ...] = (
          "(more than {threshold:.0%}).",
          "Rejected records are not in the output; rejects.jsonl lists each with its reason "
          "(often a wrong --text-field, bad JSON or non-UTF-8 bytes)."),
-    Rule("templify_source", "templify", _source_mismatch, "yes", None,
-         "The templify output was not made from the synthesize output given.",
-         "Its manifest names another synthesize run, so the sample's augmented texts and the "
+    Rule("{stage}_source", "source", _source_mismatch, "yes", None,
+         "The {stage} output was not made from the {source} output given.",
+         "Its manifest names another {source} run, so the sample's augmented texts and the "
          "two stages' figures do not describe the same documents."),
     Rule("mix_source", "mix", _input_mismatch, "yes", None,
          "The mix was not made from the templify output given.",
@@ -149,7 +161,7 @@ def alerts_for(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
                     {
                         "id": rule.id.format(**fields),
                         "message": rule.message.format(**fields),
-                        "explanation": rule.explanation,
+                        "explanation": rule.explanation.format(**fields),
                         "value": value if measured else None,
                         "threshold": rule.threshold,
                     }

@@ -8,29 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, first_line
-from ..io.output import MANIFEST
-
-STAGES = ("synthesize", "templify", "mix")
-
-
-def _guess_stage(manifest: dict[str, Any]) -> str | None:
-    """The stage of a manifest that does not name it (written before manifests recorded "stage")."""
-    settings = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
-    # A finished mix has its sources at the top level; an unfinished one only in its settings.
-    if isinstance(manifest.get("sources"), list) or isinstance(settings.get("sources"), list):
-        return "mix"
-    if "templates" in settings:
-        return "templify"
-    if "rounds" in settings:
-        return "synthesize"
-    return None
+from ..io.output import MANIFEST, STAGES
+from ..io.output import stage_of as manifest_stage
 
 
 def stage_of(folder: Path) -> tuple[str, dict[str, Any]] | None:
     """Which stage wrote `folder` (by its manifest), or None when it holds no manifest of ours.
 
     The manifest's own "stage" is taken when it has one; older manifests are recognised by their
-    settings. A manifest naming a stage this report does not cover is not ours to read.
+    settings (`io.output.stage_of`), or a finished mix by its sources at the top level. A
+    manifest naming no stage of ours is not ours to read.
     """
     path = folder / MANIFEST
     if not path.is_file():
@@ -41,10 +28,10 @@ def stage_of(folder: Path) -> tuple[str, dict[str, Any]] | None:
         raise UsageError(f"cannot read {path}: {first_line(exc)}") from None
     if not isinstance(manifest, dict):
         return None
-    stage = manifest.get("stage")
-    if not isinstance(stage, str):
-        stage = _guess_stage(manifest)
-    return (stage, manifest) if stage in STAGES else None
+    stage = manifest_stage(manifest)
+    if stage is None and isinstance(manifest.get("sources"), list):
+        stage = "mix"  # a finished mix written before manifests named their stage
+    return (stage, manifest) if stage is not None else None
 
 
 def find_stages(paths: Iterable[str | Path]) -> dict[str, tuple[Path, dict[str, Any]]]:
@@ -63,12 +50,12 @@ def find_stages(paths: Iterable[str | Path]) -> dict[str, tuple[Path, dict[str, 
 
     paths = list(paths)
     if not paths:
-        raise UsageError("no output folder given: pass a run workdir or synthesize/templify/mix outputs")
+        raise UsageError(f"no output folder given: pass a run workdir or stage outputs ({', '.join(STAGES)})")
     for raw in paths:
         folder = Path(raw)
         if not folder.is_dir():
             raise UsageError(
-                f"{folder} is not a folder: pass a run workdir or a synthesize/templify/mix output"
+                f"{folder} is not a folder: pass a run workdir or a stage output ({', '.join(STAGES)})"
             )
         stage = stage_of(folder)
         if stage is not None:
@@ -78,7 +65,7 @@ def find_stages(paths: Iterable[str | Path]) -> dict[str, tuple[Path, dict[str, 
         children = [(child, stage) for child, stage in children if stage is not None]
         if not children:
             raise UsageError(
-                f"{folder} is not an instructpt output: no synthesize, templify or mix manifest.json "
+                f"{folder} is not an instructpt output: no stage's manifest.json ({', '.join(STAGES)}) "
                 "in it or its subfolders"
             )
         for child, (name, manifest) in children:

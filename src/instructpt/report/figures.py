@@ -249,6 +249,29 @@ def synthesize_figures(
     return figures, sample
 
 
+def decontaminate_figures(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Documents and pairs in and out, pairs dropped by reason, contamination by benchmark."""
+    from ..quality.outcome import add_stats, new_stats
+
+    summary = read_json(folder / SUMMARY)
+    if summary is None or not manifest.get("complete"):  # unfinished: add up the recorded shards
+        summary = new_stats()
+        for shard in (manifest.get("shards") or {}).values():
+            if isinstance(shard.get("stats"), dict):
+                add_stats(summary, shard["stats"])
+    settings = manifest.get("settings", {})
+    keys = tuple(new_stats())
+    figures = {k: summary.get(k) for k in keys}
+    figures.update(
+        folder=str(folder),
+        complete=bool(manifest.get("complete")),
+        benchmarks=dict((settings.get("index") or {}).get("benchmarks") or {}),  # name -> texts, n-grams
+        fingerprint=manifest.get("fingerprint"),
+        source_fingerprint=settings.get("source_fingerprint"),
+    )
+    return figures
+
+
 def templify_figures(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     summary = read_json(folder / SUMMARY)
     if summary is None:  # an unfinished run: add up the recorded shards' stats

@@ -100,6 +100,8 @@ def headline(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
                 f"{syn['throughput']['documents_per_shard_second']:,.1f} docs/s",
                 f"over all shards' compute time, engine {syn['engine']}",
             )
+    if figures.get("decontaminate"):
+        _decontaminate_cards(figures["decontaminate"], card)
     if tem:
         card(
             "Augmented texts",
@@ -143,6 +145,33 @@ def headline(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
         elif mix["sources"]:
             card("Mix ratio", "every source whole", f"recipe {mix['recipe']}: no token ratio requested")
     return cards
+
+
+def _decontaminate_cards(dec: Mapping[str, Any], card: Any) -> None:
+    """Contamination per benchmark (every indexed one, 0 included) and pairs dropped by reason."""
+    contamination = dec.get("contamination") or {}
+    names = sorted({*dec["benchmarks"], *contamination})
+    per_benchmark = {name: contamination.get(name, {}) for name in names}
+    documents = sum(c.get("documents", 0) for c in per_benchmark.values())
+    pairs = sum(c.get("pairs", 0) for c in per_benchmark.values())
+    card(
+        "Contamination",
+        f"{documents:,} documents, {pairs:,} pairs",
+        "; ".join(
+            f"{name}: {c.get('documents', 0):,} documents, {c.get('pairs', 0):,} pairs"
+            for name, c in per_benchmark.items()
+        )
+        or "no evaluation set given: only the pair filters ran",
+    )
+    dropped = sorted((dec.get("pairs_dropped") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    cut, gone = dec.get("documents_cut") or 0, dec.get("documents_dropped") or 0
+    card(
+        "Pairs filtered",
+        num(sum(n for _, n in dropped)),
+        f"of {num(dec.get('pairs_in'))} pairs: "
+        + ("; ".join(f"{reason} {n:,}" for reason, n in dropped) or "none dropped")
+        + f"; documents: {cut:,} cut, {gone:,} dropped",
+    )
 
 
 _SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}

@@ -102,9 +102,10 @@ _empty_counter = Counter.__new__
 def parse_generation(generation: str) -> ParseResult:
     """Parse generated text into pairs (docs/method.md §2), counting every dropped fragment.
 
-    One pass of C string methods per fragment (`partition` finds the one `<ANS>`), no
-    allocation beyond the kept pairs on the common path: about 1.1x the speed of the
-    reference parser, which counts nothing (benchmarks/parse_speed.py).
+    One `partition` finds the one `<ANS>` of a fragment and the common path allocates nothing
+    beyond the kept pairs: 0.8-0.9x the speed of the reference parser, which counts nothing
+    and returns plain dicts (the rest is the garbage collector tracking our typed results;
+    BENCHMARKS.md, benchmarks/parse_speed.py).
     """
     dropped: Counter[str] = _empty_counter(Counter)
     body = generation.rstrip()

@@ -29,6 +29,8 @@ from ..io.files import read_json_or_none, write_json
 from ..io.integrity import check_inputs, check_run, file_problem, marker_files, read_verified, write_recorded
 from ..io.output import FORMATS, REJECTS, SUMMARY, OutputDir, encode_entries, encode_rejects
 from ..records import Counts, Document, Entry, Reject, content_id
+from ..split import check_fraction, select
+from .guard import DEFAULT_MIN_PARSE_RATE, RunWatch
 from .rounds import RoundSettings, synthesize_batch, synthesize_batch_async
 
 # Default --max-doc-chars: about 2.5M tokens, several books long. Longer "documents" are almost
@@ -59,6 +61,11 @@ class SynthesisConfig:
     max_doc_chars: int | None = DEFAULT_MAX_DOC_CHARS
     verify: bool = False  # hash every finished file instead of trusting size + mtime
     rebuild: bool = False  # recompute when the inputs or settings changed, instead of refusing
+    # The paper's corpus split (split.py): convert only the documents this share selects by id.
+    fraction: float = 1.0
+    # Not in the fingerprint (a rerun may change them): synthesis/guard.py.
+    target_tokens: int | None = None  # stop cleanly once the augmented texts would reach this many tokens
+    min_parse_rate: float = DEFAULT_MIN_PARSE_RATE  # stop when fewer generations parse; 0: never
 
     def fingerprint_settings(self, files: Sequence[Path]) -> dict[str, Any]:
         """The settings a resumed run must share with the run that started the folder."""
@@ -75,6 +82,7 @@ class SynthesisConfig:
             "format": self.format,
             "max_doc_chars": self.max_doc_chars,
             **asdict(self.rounds),
+            **({"fraction": self.fraction} if self.fraction != 1 else {}),  # 1: folders written before it
         }
 
 
@@ -117,10 +125,14 @@ def run_synthesis(
     Returns the summary (also written to summary.json).
     """
     check_worker(num_workers, worker_index)
+    if config.target_tokens is not None and num_workers > 1:
+        raise UsageError("--target-tokens needs the shards in order: run it in one process, "
+                         "not with --num-workers")  # fmt: skip
     stage = open_stage(config, make_engine, lock_name(num_workers, worker_index), log)
 
     def total() -> int | None:
         n = estimate_records(stage.files) if progress is not False and num_workers == 1 else None
+        n = n if n is None or config.fraction >= 1 else round(n * config.fraction)
         return n if config.limit is None else (config.limit if n is None else min(n, config.limit))
 
     return execute(stage, num_workers, worker_index, progress, total, log)
@@ -146,6 +158,7 @@ def open_synthesis(
     if config.max_doc_chars is not None and config.max_doc_chars < 1:
         raise UsageError(f"--max-doc-chars must be at least 1 (0 on the command line: no limit), "
                          f"got {config.max_doc_chars}")  # fmt: skip
+    check_fraction(config.fraction)
     skipped: list[Path] = []
     files = expand_inputs(config.inputs, skipped)
     out = OutputDir(config.output, config.format)
@@ -175,19 +188,29 @@ class SynthesizeStage(BaseStage):
         self.make_engine, self.log = make_engine, log
         self.verify = bool(config and config.verify)
         self.engine: Engine | None = None
+        self.watch = RunWatch(out.root, config.min_parse_rate, config.target_tokens) if config else None
 
-    def shards(self) -> Iterator[tuple[int, tuple[list[Document], list[Reject]]]]:
+    def shards(self) -> Iterator[tuple[int, tuple[list[Document], list[Reject], int]]]:
+        """(documents, rejects, documents not selected by --fraction) per shard; the documents
+        --fraction leaves out before a shard's last document, up to the next one, count with it."""
         config = self.config
         assert config is not None
         reader = CorpusReader(self.files, config.text_field, config.id_field,
                               max_doc_chars=config.max_doc_chars, require_documents=True)  # fmt: skip
-        for index, (docs, rejects) in enumerate(iter_shards(reader, config.shard_size, config.limit)):
+        left_out = [0]
+        items = reader if config.fraction >= 1 else select(reader, config.fraction, left_out)
+        index = -1
+        for index, (docs, rejects) in enumerate(iter_shards(items, config.shard_size, config.limit)):
             if config.strict and rejects:
                 r = rejects[0]
                 raise UsageError(f"{r.source}: {r.reason} ({r.detail}); without --strict it is skipped")
-            yield index, (docs, rejects)
+            not_selected, left_out[0] = left_out[0], 0
+            yield index, (docs, rejects, not_selected)
+        if index < 0 and left_out[0]:
+            raise UsageError(f"--fraction {config.fraction:g} selected none of the {left_out[0]:,} "
+                             "documents; raise it")  # fmt: skip
 
-    def size(self, work: tuple[list[Document], list[Reject]]) -> int:
+    def size(self, work: tuple[list[Document], list[Reject], int]) -> int:
         return len(work[0])
 
     def prepare(self) -> None:
@@ -202,20 +225,31 @@ class SynthesizeStage(BaseStage):
         # Engine.concurrent, not hasattr(agenerate): every Engine has a default agenerate now
         return bool(getattr(self.engine, "concurrent", False))
 
-    def run(self, index: int, work: tuple[list[Document], list[Reject]]) -> ShardResult:
+    def run(self, index: int, work: tuple[list[Document], list[Reject], int]) -> ShardResult:
         assert self.config is not None and self.engine is not None
-        docs, rejects = work
-        result = synthesize_batch(docs, self.engine, self.config.rounds, chain_prefix=f"{index:05d}-")
-        return self._write(index, rejects, result)
+        docs, rejects, not_selected = work
+        result = synthesize_batch(docs, self.engine, self._rounds(), chain_prefix=f"{index:05d}-")
+        return self._write(index, rejects, result, not_selected)
 
-    async def arun(self, index: int, work: tuple[list[Document], list[Reject]]) -> ShardResult:
+    async def arun(self, index: int, work: tuple[list[Document], list[Reject], int]) -> ShardResult:
         """`run` through the barrier-free scheduler (engines with `agenerate`)."""
         assert self.config is not None and self.engine is not None
-        docs, rejects = work
-        result = await synthesize_batch_async(
-            docs, self.engine, self.config.rounds, chain_prefix=f"{index:05d}-"
-        )
-        return self._write(index, rejects, result)
+        docs, rejects, not_selected = work
+        result = await synthesize_batch_async(docs, self.engine, self._rounds(), chain_prefix=f"{index:05d}-")
+        return self._write(index, rejects, result, not_selected)
+
+    def _rounds(self) -> RoundSettings:
+        assert self.config is not None
+        return self.watch.rounds(self.config.rounds) if self.watch else self.config.rounds
+
+    def stop_reason(self, next_index: int) -> str | None:
+        """Called by the executor before computing shard `next_index` (see guard.RunWatch)."""
+        return self.watch.stop_reason(next_index) if self.watch else None
+
+    def shard_finished(self, index: int, marker: dict[str, Any]) -> None:
+        """Called by the executor once shard `index`'s marker is written; raises on a collapse."""
+        if self.watch:
+            self.watch.shard_finished(index, marker)
 
     async def aclose(self) -> None:
         if hasattr(self.engine, "aclose"):
@@ -226,11 +260,15 @@ class SynthesizeStage(BaseStage):
             self.engine.close()
             self.engine = None
 
-    def _write(self, index: int, rejects: list[Reject], result: Any) -> ShardResult:
+    def _write(self, index: int, rejects: list[Reject], result: Any, not_selected: int = 0) -> ShardResult:
         assert self.config is not None
         out = self.out
+        if self.watch:
+            self.watch.add(result.entries)
         all_rejects = rejects + result.rejects  # unreadable inputs, then documents skipped as too long
         result.counts.add("rejected_inputs", len(all_rejects))
+        if not_selected:
+            result.counts.add("not_selected", not_selected)  # --fraction: left for the raw share
         for r in all_rejects:
             result.counts.add(f"rejected.{r.reason}")
         data = encode_entries(result.entries, self.config.format, self.config.rounds.keep_generations)
@@ -255,6 +293,9 @@ class SynthesizeStage(BaseStage):
         if file_problem(out.root / REJECTS, record, self.verify) is not None:
             return None
         summary = read_json_or_none(out.root / SUMMARY)
+        if isinstance(summary, dict) and self.watch and self.watch.continues(summary):
+            manifest["complete"] = False  # stopped at a smaller --target-tokens: go on
+            return None
         return summary if isinstance(summary, dict) else None
 
     def finalize(self, markers: dict[int, dict[str, Any]], complete: bool, progress: Progress | None
@@ -271,6 +312,8 @@ class SynthesizeStage(BaseStage):
             manifest.setdefault("files", {})[name] = record
         summary = _summary(markers, complete, progress)
         summary["skipped_files"] = list(manifest.get("skipped_files", []))  # inputs of unsupported type
+        if self.watch:
+            self.watch.summarize(summary, markers)
         write_json(out.root / SUMMARY, summary)
         if summary["documents"] == 0 and summary["rejected_inputs"]:
             top = max(summary["rejected_by_reason"].items(), key=lambda kv: kv[1])
@@ -326,6 +369,7 @@ def summarize(total: Counts) -> dict[str, Any]:
             "skipped": total["long_docs_skipped"],
         },
         "rejected_inputs": total["rejected_inputs"],
+        **({"not_selected": total["not_selected"]} if total["not_selected"] else {}),  # --fraction
         "rejected_by_reason": by_prefix("rejected."),
         "parse_dropped": by_prefix("parse_dropped."),
         "generations_hit_max_new_tokens": total["generations_hit_max_new_tokens"],

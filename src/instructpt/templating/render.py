@@ -125,8 +125,7 @@ class _Renderer:
         return self.once[family][0]
 
     def kind_pattern(self, kind: str) -> str:
-        cached = self.kind_cache.get(kind)
-        if cached is not None:  # drawn once per text: its id is already in kind_ids[kind]
+        if (cached := self.kind_cache.get(kind)) is not None:  # drawn once per text, id recorded
             return cached
         if kind == "free":
             pattern = self.per_text("qa", qa.PATTERNS)

@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
 from ..executor import BaseStage, ShardResult, check_worker, execute, lock_name
-from ..io.files import read_json_or_none, write_json
-from ..io.integrity import check_run, marker_files, read_verified, write_recorded
+from ..io.files import write_json
+from ..io.integrity import read_verified, write_recorded
 from ..io.output import FORMATS, MANIFEST, SUMMARY, OutputDir, stage_hint, stage_of
 from ..io.shards import encode_rows, read_rows
+from ..io.synthesized import SynthesizedShards, source_record
 from .render import AugmentedText, templify
 from .stats import TemplifyStats
 
@@ -126,7 +127,7 @@ def run_templify(
 STAGE = "templify"
 
 
-class TemplifyStage(BaseStage):
+class TemplifyStage(SynthesizedShards, BaseStage):
     """Templify as an executor stage: input shard i (its chains never cross shards) becomes
     output shard i."""
 
@@ -138,36 +139,14 @@ class TemplifyStage(BaseStage):
         self.seed, self.fmt, self.verify = seed, fmt, verify
         self.fix = f"rerun the synthesize command that wrote {source} (with --verify) to recompute it"
 
-    def shards(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        for key, shard in sorted(self.synth["shards"].items(), key=lambda kv: int(kv[0])):
-            yield int(key), shard
-
-    def size(self, work: dict[str, Any]) -> int:
-        return int(work.get("counts", {}).get("documents", 0))
-
-    def key(self, work: dict[str, Any]) -> dict[str, Any]:
-        return {"source_file": work["file"], "source_sha256": _source_record(work).get("sha256")}
-
     def run(self, index: int, work: dict[str, Any]) -> ShardResult:
-        data = read_verified(self.source / work["file"], _source_record(work), self.fix)
+        data = read_verified(self.source / work["file"], source_record(work), self.fix)
         stats = TemplifyStats()
         texts = list(templify(read_records(self.source / work["file"], data), self.seed, stats))
         payload = encode_texts(texts, self.fmt)
         files = dict([write_recorded(self.out.root, self.out.shard_file(index), payload, len(texts))])
         counts = {"documents": stats.documents, "texts": stats.texts, "pairs": stats.pairs_rendered}
         return ShardResult(files, counts, {"file": next(iter(files)), "stats": stats_to_json(stats)})
-
-    def finished(self) -> dict[str, Any] | None:
-        summary = read_json_or_none(self.out.root / SUMMARY)
-        if not self.manifest.get("complete") or not isinstance(summary, dict):
-            return None
-        n = len(self.synth["shards"])
-        check = check_run(self.out.root, self.verify)
-        if not check.complete or len(check.good) != n:
-            return None
-        if any(check.good[i].get(k) != v for i, work in self.shards() for k, v in self.key(work).items()):
-            return None
-        return summary
 
     def finalize(self, markers: dict[int, dict[str, Any]], complete: bool, progress: Any) -> dict[str, Any]:
         total = TemplifyStats()
@@ -185,10 +164,6 @@ def reopen_stage(out: OutputDir, manifest: dict[str, Any]) -> TemplifyStage:
     source = Path(settings["source"])
     return TemplifyStage(source, _synthesize_manifest(source), OutputDir(out.root, settings["format"]),
                          manifest, settings["seed"], settings["format"])  # fmt: skip
-
-
-def _source_record(shard: dict[str, Any]) -> dict[str, Any]:
-    return marker_files(shard).get(shard["file"], {})
 
 
 def _synthesize_manifest(source: Path) -> dict[str, Any]:

@@ -1,0 +1,135 @@
+"""Budgets: `instructpt plan` and `synthesize --target-tokens`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from instructpt.cli import main
+from instructpt.config import load_config
+from instructpt.engines.rules import RulesEngine
+from instructpt.errors import UsageError
+from instructpt.io.integrity import check_run
+from instructpt.planning import THROUGHPUTS, marker_training_tokens, plan
+from instructpt.synthesis.rounds import RoundSettings
+from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
+
+from .conftest import EXAMPLES
+from .test_pipeline import snapshot
+
+
+@pytest.fixture
+def tok(tmp_path):
+    from instructpt.testing import save_tiny_tokenizer
+
+    return save_tiny_tokenizer(tmp_path / "tok")
+
+
+def write_config(tmp_path, tok, **synth) -> str:
+    text = {"workdir": str(tmp_path / "work"), "synthesize": {"inputs": [str(EXAMPLES / "corpus.jsonl")],
+            "engine": "rules", "model": str(tok), "shard_size": 8, **synth}}  # fmt: skip
+    path = tmp_path / "run.yaml"
+    path.write_text(json.dumps(text))  # JSON is YAML
+    return str(path)
+
+
+def test_plan_counts_exactly_what_synthesis_then_does(tmp_path, tok):
+    # 64 new tokens fit no pair of the rules engine here: the collapse guard would stop the run
+    config = load_config(
+        write_config(tmp_path, tok, max_model_len=512, max_new_tokens=64, min_parse_rate=0.0)
+    )
+    p = plan(config)
+    cfg = config.synthesize.synthesis_config("rules", str(tmp_path / "out"))
+    summary = run_synthesis(cfg, lambda: RulesEngine(str(tok), 512), progress=False, log=lambda m: None)
+    assert p["generations"] == summary["entries"] > summary["documents"] == p["documents"]  # long docs split
+    assert p["raw_tokens"] == summary["tokens"]["raw"]
+    assert p["long_docs"]["parts"] == summary["long_docs"]["parts"] > 0
+    assert p["generated_tokens"]["max"] == 64 * p["generations"] >= summary["tokens"]["generated"]
+    assert [r["raw_tok_per_s"] for r in p["gpu_hours"]] == list(THROUGHPUTS.values())
+
+
+def test_a_sample_is_scaled_to_the_whole_corpus(tmp_path, tok):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"id": str(i), "text": f"Lake {i} is deep and cold."}) + "\n"
+                              for i in range(300)))  # fmt: skip
+    full = plan(load_config(write_config(tmp_path, tok, inputs=[str(corpus)])))
+    sampled = plan(load_config(write_config(tmp_path, tok, inputs=[str(corpus)])), sample=30)
+    assert not full["sampled"] and sampled["sampled"] and sampled["documents_read"] == 30
+    assert sampled["documents"] == full["documents"] == 300
+    assert sampled["raw_tokens"] == pytest.approx(full["raw_tokens"], rel=0.1)
+
+
+def test_throughput_override_and_the_mix_recipe(tmp_path, tok):
+    path = write_config(tmp_path, tok)
+    data = json.loads(open(path).read())
+    data["mix"] = {"recipe": "domain", "ratio": "2:1", "general": ["g.parquet"], "tokenizer": str(tok)}
+    open(path, "w").write(json.dumps(data))
+    p = plan(load_config(path), tok_per_s=1000.0, generated_share=0.25)
+    assert p["gpu_hours"] == [
+        {"at": "--tok-per-s", "raw_tok_per_s": 1000.0, "hours": p["raw_tokens"] / 3.6e6}
+    ]
+    assert p["generated_tokens"]["expected"] == round(p["generated_tokens"]["max"] * 0.25)
+    assert p["mix"]["general"] == round(p["augmented_tokens"] / 2)
+    assert p["mix"]["total"] == p["augmented_tokens"] + p["mix"]["general"]
+
+
+def test_plan_cli_text_json_and_errors(tmp_path, tok):
+    path = write_config(tmp_path, tok)
+    text = CliRunner().invoke(main, ["plan", path])
+    assert text.exit_code == 0, text.output
+    assert "generations:" in text.output and "GPU-hours:" in text.output
+    js = CliRunner().invoke(main, ["plan", path, "--json", "--sample", "5"])
+    assert json.loads(js.output)["documents_read"] == 5
+    for args, word in ((["--sample", "0"], "--sample"), (["--tok-per-s", "-1"], "--tok-per-s"),
+                       (["--set", "synthesize.model=/nonexistent/tok"], "nonexistent")):  # fmt: skip
+        bad = CliRunner().invoke(main, ["plan", path, *args])
+        assert bad.exit_code == 1 and word in bad.output and "Traceback" not in bad.output
+
+
+def synth_config(tmp_path, target, out="out") -> SynthesisConfig:
+    return SynthesisConfig(inputs=[str(EXAMPLES / "corpus.jsonl")], output=str(tmp_path / out), model="t",
+                           engine="rules", shard_size=8, rounds=RoundSettings(rounds=2),
+                           target_tokens=target)  # fmt: skip
+
+
+def synth(config, tokenizer, engines=None):
+    def make():
+        if engines is not None:
+            engines.append(1)
+        return RulesEngine(tokenizer)
+
+    return run_synthesis(config, make, progress=False, log=lambda m: None)
+
+
+def test_target_tokens_stops_cleanly_and_a_larger_target_continues(tmp_path, tokenizer):
+    clean = synth(synth_config(tmp_path, None, out="clean"), tokenizer)
+    per_shard = [
+        marker_training_tokens(m["counts"]) for _, m in sorted(check_run(tmp_path / "clean").good.items())
+    ]
+    target = sum(per_shard[:2]) + 1  # reached after the third shard
+    first = synth(synth_config(tmp_path, target), tokenizer)
+    assert first["stopped"] == "target_tokens" and first["complete"] and first["shards"] == 3
+    assert first["training_tokens_estimate"] == sum(per_shard[:3]) >= target
+    engines: list[int] = []
+    again = synth(synth_config(tmp_path, target), tokenizer, engines)
+    assert again["shards"] == 3 and not engines  # already complete: no engine loaded
+    more = synth(synth_config(tmp_path, sum(per_shard[:4]) + 1), tokenizer)
+    assert more["stopped"] == "target_tokens" and more["shards"] == 5
+    rest = synth(synth_config(tmp_path, None), tokenizer)
+    assert "stopped" not in rest and rest["shards"] == clean["shards"] == len(per_shard)
+    assert snapshot(tmp_path / "out") == snapshot(tmp_path / "clean")  # as if never stopped
+
+
+def test_a_stopped_run_feeds_templify(tmp_path, tokenizer):
+    from instructpt.templating.stage import run_templify
+
+    synth(synth_config(tmp_path, 1000), tokenizer)
+    summary = run_templify(tmp_path / "out", tmp_path / "aug", progress=False, log=lambda m: None)
+    assert summary["documents"] > 0
+
+
+def test_target_tokens_needs_one_process(tmp_path, tokenizer):
+    with pytest.raises(UsageError, match="--target-tokens"):
+        run_synthesis(synth_config(tmp_path, 10), lambda: RulesEngine(tokenizer), num_workers=2)
