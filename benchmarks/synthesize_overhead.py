@@ -11,7 +11,8 @@ encoding, atomic writes and the manifest. One tokenizer thread (`--threads`) = o
 Each code version (this tree, and any `--against OTHER/src`) runs in its own worker process;
 the versions alternate, after a warm-up, `--repeat` times: median and min-max. Then end to end
 through the CLI, in a fresh process: `instructpt synthesize --engine rules` (the built-in
-engine that needs no model; its mining is included), beside the same run in process.
+engine that needs no model; its mining is included) once per code version (`PYTHONPATH=<its
+src>`: start-up and loading the tokenizer folder included), beside the same run in process.
 
     python benchmarks/synthesize_overhead.py [--docs 4000] [--repeat 3] [--threads 1]
                                              [--tokenizer tokenizer.json] [--against /tmp/old/src]
@@ -145,12 +146,15 @@ def main() -> None:
         if args.no_cli:
             return
         rules = Worker(__file__, ["rules", corpus, tok_path], SRC)
-        out = str(Path(tmp) / "cli-out")
-        command = cli("synthesize", corpus, "-o", out, "--engine", "rules", "--model", tok_path,
-                      "--shard-size", "1000", "--overwrite", "--no-progress",
-                      env={"RAYON_NUM_THREADS": str(args.threads)})  # fmt: skip
+        variants = {"rules engine, in process": rules}
+        for name, src in trees.items():  # each tree's CLI: PYTHONPATH=<its src> instructpt ...
+            out = str(Path(tmp) / f"cli-out-{len(variants)}")
+            env = {"RAYON_NUM_THREADS": str(args.threads), "PYTHONPATH": str(src)}
+            variants[f"synthesize --engine rules (CLI), {name}"] = cli(
+                "synthesize", corpus, "-o", out, "--engine", "rules", "--model", tok_path,
+                "--shard-size", "1000", "--overwrite", "--no-progress", env=env,
+            )  # fmt: skip
         try:
-            variants = {"rules engine, in process": rules, "synthesize --engine rules (CLI)": command}
             e2e = compare(variants, repeats=args.repeat)
         finally:
             rules.close()

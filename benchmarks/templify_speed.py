@@ -12,7 +12,8 @@ The versions alternate; each gets a warm-up run, then `--repeat` timed runs; the
 the median with the min-max spread. Timed: classifying pair kinds, choosing modes and
 patterns, rendering (not reading or writing shards). Then the same rows end to end through
 the CLI, `instructpt templify SYNTH -o OUT` in a fresh process (a synthesize folder written
-here first, Parquet; start-up, reading, rendering, writing, manifest included).
+here first, Parquet; start-up, reading, rendering, writing, manifest included), once per code
+version (`PYTHONPATH=<its src>`).
 
     python benchmarks/templify_speed.py [--docs 20000] [--repeat 5] [--against /tmp/old/src]
 """
@@ -131,11 +132,13 @@ def main() -> None:
             return
         synth = Path(tmp) / "synth"
         write_synthesize_folder(rows, synth)
-        out = str(Path(tmp) / "texts")
-        e2e = compare(
-            {"instructpt templify (CLI)": cli("templify", str(synth), "-o", out, "--overwrite")},
-            repeats=args.repeat,
-        )
+        variants = {}
+        for name, src in trees.items():  # each tree's CLI: PYTHONPATH=<its src> instructpt ...
+            out = str(Path(tmp) / f"texts-{len(variants)}")
+            variants[f"instructpt templify (CLI), {name}"] = cli(
+                "templify", str(synth), "-o", out, "--overwrite", env={"PYTHONPATH": str(src)}
+            )
+        e2e = compare(variants, repeats=args.repeat)
         print(f"end to end, fresh process, Parquet in and out (load {load_now()}):")
         table(args.docs, "documents", e2e)
 

@@ -152,14 +152,72 @@ def _from_tokenizer_json(file: Path, name: str) -> Tokenizer:
     return Tokenizer(backend, name=name, special=special_tokens_of(file.parent))
 
 
+# tokenizer_config.json classes that transformers builds from tokenizer.json as it is (no
+# normalizer or pre-tokenizer of their own, unlike e.g. LlamaTokenizer's `legacy` handling).
+_PLAIN_CLASSES = frozenset({"PreTrainedTokenizerFast", "TokenizersBackend"})
+# Settings with which transformers would encode or decode differently from tokenizer.json.
+_CHANGING_KEYS = ("auto_map", "add_prefix_space", "legacy", "from_slow")
+# Special tokens a config may name; transformers adds any that tokenizer.json lacks.
+_NAMED_SPECIAL_KEYS = (*SPECIAL_KEYS, "mask_token", "sep_token", "cls_token")
+
+
+def _plain_folder_tokenizer(folder: Path, name: str) -> Tokenizer | None:
+    """The folder's tokenizer.json through `tokenizers` alone (no transformers import, which
+    imports torch: ~3 s per process), when AutoTokenizer would give the same ids, decoding and
+    special tokens: a generic fast class (`_PLAIN_CLASSES`), no remote code, no setting that
+    changes encoding or decoding, and every special or added token the config names already
+    a special token of tokenizer.json at the same id. Else None (load through transformers)."""
+    from .io.files import read_json_or_none
+
+    file = folder / "tokenizer.json"
+    config = read_json_or_none(folder / "tokenizer_config.json")
+    if not file.is_file() or not isinstance(config, dict):
+        return None
+    if config.get("tokenizer_class") not in _PLAIN_CLASSES or config.get("clean_up_tokenization_spaces"):
+        return None
+    if any(key in config for key in _CHANGING_KEYS):
+        return None
+    tokenizer = _from_tokenizer_json(file, name)
+    added = {t.content: i for i, t in tokenizer.backend.get_added_tokens_decoder().items() if t.special}
+    named: dict[str, int | None] = {}  # special token text -> the id the config gives it, if any
+    for key in ("special_tokens_map.json", "tokenizer_config.json"):
+        extra = read_json_or_none(folder / key)
+        if not isinstance(extra, dict):
+            continue
+        additional = extra.get("additional_special_tokens") or ()
+        tokens = [extra.get(k) for k in _NAMED_SPECIAL_KEYS] + list(additional)
+        for token in tokens:
+            text = token.get("content") if isinstance(token, dict) else token
+            if token is not None and not isinstance(text, str):
+                return None
+            if text:
+                named.setdefault(text, None)
+    decoder = config.get("added_tokens_decoder") or {}
+    if not isinstance(decoder, dict):
+        return None
+    for index, token in decoder.items():
+        text = token.get("content") if isinstance(token, dict) else None
+        if not isinstance(text, str) or not str(index).isdigit():
+            return None
+        if token.get("special", False):
+            named[text] = int(index)
+        elif tokenizer.backend.token_to_id(text) != int(index):
+            return None
+    if any(text not in added or index not in (None, added[text]) for text, index in named.items()):
+        return None
+    return tokenizer
+
+
 def load_tokenizer(source: Any, hint: str | None = None) -> Tokenizer:
     """A `Tokenizer` from an object, a folder, a tokenizer.json file, or a Hub model id.
 
     Paths and model ids load through transformers when it is installed (so counts match
     what the hf/vLLM engines tokenize), else through `tokenizers` from tokenizer.json (the
-    folder's tokenizer_config.json naming the special tokens). A missing folder, or a Hub id
-    that cannot be reached nor found in the cache, is a UsageError at once (`hub.locate`;
-    `hint` says what to pass instead).
+    folder's tokenizer_config.json naming the special tokens). A local folder whose
+    tokenizer.json transformers would use unchanged loads through `tokenizers` either way
+    (`_plain_folder_tokenizer`: the same ids, without importing transformers and torch). A
+    missing folder, or a Hub id that cannot be reached nor found in the cache, is a
+    UsageError at once (`hub.locate`; `hint` says what to pass instead).
     """
     from .hub import DEFAULT_HINT, cached_file, locate
 
@@ -178,6 +236,8 @@ def load_tokenizer(source: Any, hint: str | None = None) -> Tokenizer:
         if path.suffix != ".json":
             raise UsageError(f"cannot load the tokenizer {source!s}: pass a folder or a tokenizer.json file")
         return _from_tokenizer_json(path, str(path))
+    if path is not None and (plain := _plain_folder_tokenizer(path, str(source))) is not None:
+        return plain
     try:
         from transformers import AutoTokenizer
     except ImportError:

@@ -251,4 +251,5 @@ def finish(stage: Stage, bar: Progress | None, log: Log) -> dict[str, Any]:
     if complete:
         out.write_manifest(manifest)
         stage.cleanup()
+        out.remove_temp_files()  # a worker killed mid-write (a Ray actor, say) left its temporary file
     return result

@@ -9,6 +9,12 @@ replacement and resubmits that actor's shard, up to `max_retries` times. Any act
 shard to the same bytes, so the output equals a single-process run. Works on a local Ray
 started here or on an existing cluster (`RAY_ADDRESS`); the output folder must be visible to
 every node.
+
+A stage's optional hooks run as on the local executor: `stop_reason(i)` on the driver before
+shard i is submitted (synthesize --target-tokens: a clean stop once the shards in flight are
+done, so up to two shards per actor past the target), and `shard_finished(i, marker)` on the
+driver as each shard comes back (the collapse guard), after `absorb_report` of what the actor's
+`shard_report` returned with it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,17 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import UsageError
-from .local import Log, finish, is_done, record_failure, record_shard_count, run_shard, stderr_log
+from .local import (
+    Log,
+    finish,
+    is_done,
+    record_failure,
+    record_shard_count,
+    run_shard,
+    shard_done,
+    stderr_log,
+    stop_reason,
+)
 from .progress import Progress, already_complete
 from .stage import Stage
 
@@ -34,8 +50,11 @@ class ShardActor:
         what = self.stage.describe() if hasattr(self.stage, "describe") else None
         return {**what, "node": os.uname().nodename} if what is not None else None
 
-    def run(self, index: int, work: Any) -> dict[str, Any]:
-        return run_shard(self.stage, index, work)
+    def run(self, index: int, work: Any) -> tuple[dict[str, Any], Any]:
+        """The shard's marker, and what the stage's driver-side hooks need of it (or None)."""
+        marker = run_shard(self.stage, index, work)
+        report = getattr(self.stage, "shard_report", None)
+        return marker, report() if report is not None else None
 
 
 def execute_ray(stage: Stage, num_workers: int | None = None, gpus_per_worker: float = 0.0,
@@ -53,6 +72,7 @@ def execute_ray(stage: Stage, num_workers: int | None = None, gpus_per_worker: f
         if (finished := stage.finished()) is not None:
             log(f"{stage.out.root}: {stage.name} already complete, nothing to do")
             return already_complete(finished)
+        actors: list[Any] = []
         started_here = not ray.is_initialized()
         if started_here:
             address = os.environ.get("RAY_ADDRESS")
@@ -69,13 +89,14 @@ def execute_ray(stage: Stage, num_workers: int | None = None, gpus_per_worker: f
                 raise UsageError(f"the Ray cluster has room for no worker ({resources})")
             remote = ray.remote(num_gpus=gpus_per_worker, num_cpus=cpus_per_worker, max_restarts=0)
             actor_class = remote(ShardActor)
-            actors = [actor_class.remote(stage) for _ in range(num_workers)]
+            actors.extend(actor_class.remote(stage) for _ in range(num_workers))
             log(f"ray: {num_workers} workers ({gpus_per_worker} GPU, {cpus_per_worker} CPU each)")
             bar = Progress(progress, total=None)
             pending = iter(stage.shards())
             inflight: dict[Any, tuple[int, Any, int, int]] = {}  # ref -> (index, work, tries, slot)
             load = [0] * num_workers
             n_shards = 0
+            stop: int | None = None  # a clean stop before this shard (stop_reason)
             exhausted = False
             described = False
 
@@ -92,6 +113,9 @@ def execute_ray(stage: Stage, num_workers: int | None = None, gpus_per_worker: f
                         exhausted = True
                         break
                     n_shards = index + 1
+                    if stop_reason(stage, index) is not None:
+                        stop, exhausted = index, True
+                        break
                     if is_done(stage, index, work):
                         bar.skipped(stage.size(work))
                     else:
@@ -102,7 +126,7 @@ def execute_ray(stage: Stage, num_workers: int | None = None, gpus_per_worker: f
                 index, work, tries, slot = inflight.pop(ready[0])
                 load[slot] -= 1
                 try:
-                    marker = ray.get(ready[0])
+                    marker, report = ray.get(ready[0])
                 except (ActorDiedError, RayActorError) as exc:
                     if tries + 1 > max_retries:
                         record_failure(stage, index, exc)
@@ -118,14 +142,20 @@ def execute_ray(stage: Stage, num_workers: int | None = None, gpus_per_worker: f
                     if (what := ray.get(actors[slot].describe.remote())) is not None:
                         stage.manifest["engine"] = what
                     described = True
-                stage.manifest["shards"][str(index)] = marker
-                stage.out.write_manifest(stage.manifest)
-                bar.computed(dict(marker["counts"]))
+                if (absorb := getattr(stage, "absorb_report", None)) is not None:
+                    absorb(report)
+                shard_done(stage, index, marker, bar, 1)  # may raise (the collapse guard)
                 if on_shard_done is not None:
                     on_shard_done(index, actors)
             bar.close()
-            record_shard_count(stage, n_shards)
+            record_shard_count(stage, n_shards if stop is None else stop)
+            if stop is not None:
+                log(f"{stage.out.root}: stopped before shard {stop} ({stop_reason(stage, stop)}); "
+                    "a rerun with a larger target continues")  # fmt: skip
             return finish(stage, bar, log)
         finally:
             if started_here:
                 ray.shutdown()
+            else:  # an existing cluster: free its resources now (a stop raised with shards in flight)
+                for actor in actors:
+                    ray.kill(actor)

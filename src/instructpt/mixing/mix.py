@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SettingsChanged, UsageError
-from ..executor import check_worker, execute, lock_name
+from ..executor import check_worker, launch, open_locked
 from ..io.corpus import file_size
 from ..io.files import DiskFull, write_json
 from ..io.integrity import check_inputs
@@ -168,13 +168,8 @@ def run_mix(
     tokenizer = TargetTokenizer.load(config.tokenizer, config.bos_text, config.eos_text)
     settings = mix_settings(config, tokenizer)
     out = OutputDir(config.output, config.format)
-    with out.locked(lock_name(num_workers, worker_index)):
-        try:
-            manifest = out.open_run(settings, config.overwrite, "mix")
-        except SettingsChanged:
-            if not config.rebuild:
-                raise
-            manifest = out.open_run(settings, overwrite=True, stage="mix")
+    opened = open_locked(out, settings, "mix", config.overwrite, config.rebuild, num_workers, worker_index)
+    with opened as manifest:
         runs = {p: d for p in inputs if (d := _run_digest(p)) is not None}
         raw = [f for p, files in inputs.items() if p not in runs for f in files]
         manifest = check_inputs(out, manifest, raw, settings, config.verify, config.rebuild)
@@ -200,11 +195,7 @@ def run_mix(
 
     stage = MixStage(config, tokenizer, out, manifest, inputs, log)
     try:
-        if executor == "ray":
-            from ..executor.ray import execute_ray
-
-            return execute_ray(stage, ray_workers, progress=False, log=log)
-        return execute(stage, num_workers, worker_index, False, None, log)
+        return launch(stage, executor, num_workers, worker_index, ray_workers, False, log=log)
     except DiskFull:
         shutil.rmtree(out.root / SCRATCH_DIR, ignore_errors=True)  # free what we took
         raise

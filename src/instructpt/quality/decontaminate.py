@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..executor import BaseStage, ShardResult, check_worker, execute, lock_name
+from ..executor import BaseStage, ShardResult, check_worker, launch, open_output
 from ..io.files import write_atomic, write_json
 from ..io.integrity import read_verified, write_recorded
 from ..io.output import SUMMARY, OutputDir, arrow_schema
@@ -111,14 +111,9 @@ def run_decontaminate(
         "options": _options_json(options),
     }
     out = OutputDir(output, fmt)
-    with out.locked(lock_name(num_workers, worker_index)):
-        manifest = out.open_run(settings, overwrite, STAGE)
+    manifest = open_output(out, settings, STAGE, overwrite, num_workers, worker_index)
     stage = DecontaminateStage(source, synth, out, manifest, index, options, verify)
-    if executor == "ray":
-        from ..executor.ray import execute_ray
-
-        return execute_ray(stage, ray_workers, progress=progress, log=log)
-    return execute(stage, num_workers, worker_index, progress, None, log)
+    return launch(stage, executor, num_workers, worker_index, ray_workers, progress, log=log)
 
 
 def _options_json(options: DecontaminateOptions) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shlex
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -217,6 +218,12 @@ def synthesize_figures(
         "rejected_inputs": rejected,
         "rejected_share": _ratio(rejected, documents + rejected),
         "rejected_by_reason": dict(rejected_by_reason),
+        # the paper's corpus split (--fraction) and a clean stop at --target-tokens
+        "fraction": settings.get("fraction", 1.0),
+        "not_selected": summary.get("not_selected", counts["not_selected"]),
+        "stopped": summary.get("stopped"),
+        "target_tokens": summary.get("target_tokens"),
+        "training_tokens_estimate": summary.get("training_tokens_estimate"),
         "long_docs": summary.get("long_docs", {}),
         "pairs_per_entry_histogram": {str(k): v for k, v in sorted(per_entry.items())},
         "kinds": dict(kinds.most_common()),
@@ -332,8 +339,12 @@ def mix_figures(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                 "rejected": rejected,
                 "rejected_by_reason": dict(s.get("rejected") or {}),
                 "rejected_share": _ratio(rejected, (s.get("documents_available") or 0) + rejected),
+                "raw_excluded_converted": s.get("raw_excluded_converted", 0),
             }
         )
+    sidecars = [
+        s["provenance"] for s in manifest.get("shards") or [] if isinstance(s, dict) and s.get("provenance")
+    ]
     return {
         "folder": str(folder),
         "complete": bool(manifest.get("complete")),
@@ -344,6 +355,12 @@ def mix_figures(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         "documents_total": manifest.get("documents_total"),
         "tokens_dropped_by_packing": manifest.get("tokens_dropped_by_packing"),
         "sources": sources,
+        "corpus_split": manifest.get("corpus_split"),  # scratch: the converted documents left out of raw
+        "provenance": {  # one sidecar per output shard (mixing/provenance.py), read by `instructpt trace`
+            "shards": len(sidecars),
+            "sequences": sum(p.get("sequences") or 0 for p in sidecars),
+            "command": f"instructpt trace {shlex.quote(str(folder))} 0",
+        },
         "input_fingerprints": [
             i.get("fingerprint") for i in settings.get("inputs", []) if i.get("fingerprint")
         ],

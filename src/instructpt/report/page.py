@@ -85,6 +85,7 @@ def headline(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
             f"{pct(syn['rejected_share'])} of input records",
             "rejected_inputs",
         )
+        _synthesize_split_cards(syn, card)
         last = syn["throughput"]["last_run"]
         if last.get("documents"):
             card(
@@ -144,7 +145,62 @@ def headline(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
             )
         elif mix["sources"]:
             card("Mix ratio", "every source whole", f"recipe {mix['recipe']}: no token ratio requested")
+        _mix_trust_cards(mix, card)
     return cards
+
+
+def _synthesize_split_cards(syn: Mapping[str, Any], card: Any) -> None:
+    """The paper's corpus split (`--fraction`) and a clean stop at `--target-tokens`, when used."""
+    fraction = syn.get("fraction")
+    if (isinstance(fraction, (int, float)) and fraction < 1) or syn.get("not_selected"):
+        card(
+            "Corpus split",
+            f"{num(syn['documents'])} converted",
+            f"synthesize --fraction {fraction:g}: {num(syn.get('not_selected') or 0)} documents left "
+            "for the raw share (mix --recipe scratch takes them)",
+        )
+    if syn.get("stopped") == "target_tokens":
+        card(
+            "Stopped at target tokens",
+            f"{num(syn.get('training_tokens_estimate'))} of {num(syn.get('target_tokens'))}",
+            "augmented training tokens (estimated) when the run stopped cleanly before the next shard; "
+            "rerun with a larger --target-tokens (or none) to continue",
+        )
+
+
+def _mix_trust_cards(mix: Mapping[str, Any], card: Any) -> None:
+    """The corpus split on the mix side, repeated sources and the provenance sidecars."""
+    split = mix.get("corpus_split")
+    if split:
+        runs = split.get("runs") or []
+        card(
+            "Raw share",
+            f"{num(split.get('raw_excluded_converted'))} converted documents left out",
+            f"source {split.get('source')}: documents that "
+            + ", ".join(f"{r.get('synthesize')} (--fraction {r.get('fraction'):g})" for r in runs)
+            + " converted are not mixed again as raw, so no document is in the mix twice",
+        )
+    repeated = [s for s in mix["sources"] if str(s.get("sampling") or "").startswith("repeated")]
+    if repeated:
+        card(
+            "Repeated sources",
+            "; ".join(f"{s['name']} {s['sampling']}" for s in repeated),
+            "; ".join(
+                f"{s['name']}: {num(s['documents_available'])} documents, "
+                f"{num(s['documents_selected'])} in the mix"
+                for s in repeated
+            ),
+        )
+    prov = mix.get("provenance") or {}
+    if prov.get("shards"):
+        card(
+            "Provenance",
+            f"{num(prov['sequences'])} sequences traceable",
+            f"{prov['shards']:,} sidecar shard(s) in provenance/; one sequence's documents, pairs and "
+            f"templates: {prov['command']}",
+        )
+    elif mix.get("complete"):
+        card("Provenance", "none", "this mix has no provenance sidecars (written before they existed)")
 
 
 def _decontaminate_cards(dec: Mapping[str, Any], card: Any) -> None:

@@ -47,6 +47,15 @@ def _is_unanswerable(text: str) -> bool:
     return _folded(text) in _UNANSWERABLE
 
 
+def _option_list(rest: str) -> list[str] | None:
+    """The options after `OPTIONS_MARKER` (which ends with the first item's "- "), or None when
+    a line is not a non-empty "- " item: every newline must begin one, so one split suffices."""
+    if rest.count("\n") != rest.count("\n- "):
+        return None
+    opts = list(map(str.strip, rest.split("\n- ")))
+    return None if "" in opts else opts
+
+
 def classify(pair: Pair) -> PairView | str:
     """The pair's kind and parts, or the reason it cannot be templated (docs/templify.md)."""
     instruction, response = pair.instruction, pair.response
@@ -61,19 +70,25 @@ def classify(pair: Pair) -> PairView | str:
     if OPTIONS_MARKER not in instruction:
         if not instruction:
             return DROP_EMPTY
-        return PairView("cot" if is_cot else "free", instruction, response, rationale=rationale)
+        return PairView("cot" if is_cot else "free", instruction, response, None, None, None, rationale)
     question, _, rest = instruction.partition(OPTIONS_MARKER)
     question = question.strip()
-    lines = ("- " + rest).split("\n")
-    if not question or any(not line.startswith("- ") or not line[2:].strip() for line in lines):
+    opts = _option_list(rest)
+    if not question or opts is None:
         return DROP_MALFORMED
-    opts = [line[2:].strip() for line in lines]
-    index = next((i for i, o in enumerate(opts) if o == response), None)
-    if index is None:
+    # Each option folded once: for the case-insensitive answer match and the unanswerable check.
+    folded_opts = list(map(str.casefold, opts))
+    if response in opts:
+        index: int | None = opts.index(response)
+    else:
         folded = response.casefold()
-        index = next((i for i, o in enumerate(opts) if o.casefold() == folded), None)
-    none_index = next((i for i, o in enumerate(opts) if _is_unanswerable(o)), None)
-    if index is None and _is_unanswerable(response) and none_index is not None:
+        index = folded_opts.index(folded) if folded in folded_opts else None
+    none_index = None
+    for i, o in enumerate(folded_opts):
+        if o.strip().rstrip(".") in _UNANSWERABLE:
+            none_index = i
+            break
+    if index is None and none_index is not None and _is_unanswerable(response):
         index = none_index
     if index is None:
         if not _is_unanswerable(response):

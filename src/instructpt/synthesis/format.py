@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # Literal strings of the format. `BOS`/`EOS` are written as *text*: prompts are
 # tokenized without adding special tokens, so the leading "<s>" is the one BOS.
@@ -29,9 +29,14 @@ COT_MARKER = "\nLet's think step by step."
 COT_ANSWER_MARKER = "\nTherefore, the answer is "
 
 
-@dataclass(frozen=True, slots=True)
-class Pair:
-    """One instruction-response pair written by the synthesizer."""
+class Pair(NamedTuple):
+    """One instruction-response pair written by the synthesizer.
+
+    An immutable tuple of two strings: built in C by the parser (a frozen dataclass's Python
+    `__init__` cost ~0.3 µs a pair). Still tracked by the garbage collector (CPython untracks
+    only exact tuples), which is most of what keeps parsing from outrunning the reference
+    parser (BENCHMARKS.md §2b).
+    """
 
     instruction: str
     response: str
@@ -56,12 +61,34 @@ DROP_REASONS = (
 )
 
 
-@dataclass(slots=True)
 class ParseResult:
-    """Pairs kept from one generation, and why every other fragment was dropped."""
+    """Pairs kept from one generation, and why every other fragment was dropped.
 
-    pairs: list[Pair]
-    dropped: Counter[str] = field(default_factory=Counter)
+    `dropped` (reason -> count) is a `Counter`; most generations drop nothing, and for them it
+    is made when first read (one object fewer per generation for the garbage collector).
+    """
+
+    __slots__ = ("pairs", "_dropped")
+
+    def __init__(self, pairs: list[Pair], dropped: Counter[str] | None = None) -> None:
+        self.pairs = pairs
+        self._dropped = dropped
+
+    @property
+    def dropped(self) -> Counter[str]:
+        if self._dropped is None:
+            self._dropped = Counter()
+        return self._dropped
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ParseResult):
+            return NotImplemented
+        return self.pairs == other.pairs and self.dropped == other.dropped
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        return f"ParseResult(pairs={self.pairs!r}, dropped={self.dropped!r})"
 
 
 def reading_material(text: str) -> str:
@@ -94,55 +121,64 @@ def serialize_example(text: str, pairs: Iterable[Pair]) -> str:
     return reading_material(text) + serialize_pairs(pairs) + EOS
 
 
-# An empty Counter without running Counter.__init__ (a Python-level call that costs ~1 us,
-# a tenth of parsing a 5-pair generation): dict.__new__ already makes it empty and usable.
-_empty_counter = Counter.__new__
+# A Pair built in C, without the Python-level `Pair.__new__` call.
+_new_tuple = tuple.__new__
+
+
+def _count(dropped: Counter[str] | None, reason: str) -> Counter[str]:
+    """`dropped` with one more `reason` (made on the first drop of a generation)."""
+    if dropped is None:
+        dropped = Counter()
+    dropped[reason] += 1
+    return dropped
 
 
 def parse_generation(generation: str) -> ParseResult:
     """Parse generated text into pairs (docs/method.md §2), counting every dropped fragment.
 
-    One `partition` finds the one `<ANS>` of a fragment and the common path allocates nothing
-    beyond the kept pairs: 0.8-0.9x the speed of the reference parser, which counts nothing
-    and returns plain dicts (the rest is the garbage collector tracking our typed results;
-    BENCHMARKS.md, benchmarks/parse_speed.py).
+    One `partition` finds the one `<ANS>` of a fragment and another its `<QUE>`; the common
+    path allocates nothing beyond the kept pairs (tuples built in C; no `Counter` unless a
+    fragment is dropped). BENCHMARKS.md §2b, benchmarks/parse_speed.py.
     """
-    dropped: Counter[str] = _empty_counter(Counter)
+    dropped: Counter[str] | None = None
     body = generation.rstrip()
     # The generation may still carry the EOS text (engines that don't skip it).
     while body.endswith(EOS):
         body = body[: -len(EOS)].rstrip()
     fragments = body.split(END)
     if fragments.pop().strip():  # text after the last </END>: empty iff the generation is finished
-        dropped[DROP_UNFINISHED] = 1
+        dropped = _count(dropped, DROP_UNFINISHED)
     pairs: list[Pair] = []
+    append = pairs.append
     seen: set[str] = set()
+    remember = seen.add
     for fragment in fragments:
         before, has_ans, after = fragment.partition(ANS)
         if not has_ans:
-            dropped[DROP_NO_ANS] += 1
+            dropped = _count(dropped, DROP_NO_ANS)
             continue
         if ANS in after:
-            dropped[DROP_MULTIPLE_ANS] += 1
+            dropped = _count(dropped, DROP_MULTIPLE_ANS)
             continue
-        before = before.strip()
-        if not before.startswith(QUE):
-            dropped[DROP_NO_QUE] += 1
+        # `<QUE>` first (only whitespace before it); the instruction is what follows it
+        head, has_que, instruction = before.partition(QUE)
+        if not has_que or (head and not head.isspace()):
+            dropped = _count(dropped, DROP_NO_QUE)
             continue
-        instruction = before[len(QUE) :].strip()
         if QUE in instruction:  # an abandoned question followed by another: keep neither
-            dropped[DROP_MULTIPLE_QUE] += 1
+            dropped = _count(dropped, DROP_MULTIPLE_QUE)
             continue
+        instruction = instruction.strip()
         response = after.strip()
         if not response:
-            dropped[DROP_EMPTY_RESPONSE] += 1
+            dropped = _count(dropped, DROP_EMPTY_RESPONSE)
             continue
         key = instruction.casefold()
         if key in seen:
-            dropped[DROP_DUPLICATE] += 1
+            dropped = _count(dropped, DROP_DUPLICATE)
             continue
-        seen.add(key)
-        pairs.append(Pair(instruction, response))
+        remember(key)
+        append(_new_tuple(Pair, (instruction, response)))
     return ParseResult(pairs, dropped)
 
 

@@ -34,6 +34,20 @@ GUARD_WARMUP = 50  # generations of this run before the guard judges at all
 SAMPLE_CHARS = 600  # characters of the raw generation shown in the error
 
 
+# One shard as the guard sees it: (parsed, pairs, hit length) per generation, and the last
+# generation without a pair as (entry id, text). Small and picklable: a Ray actor returns it.
+Observed = tuple[list[tuple[bool, int, bool]], tuple[str, str] | None]
+
+
+def observe(entries: Iterable[Entry]) -> Observed:
+    generations, sample = [], None
+    for e in entries:
+        generations.append((bool(e.pairs), len(e.pairs), e.finish_reason == "length"))
+        if not e.pairs and e.generation is not None:
+            sample = (e.id, e.generation)
+    return generations, sample
+
+
 class SynthesisCollapsed(UsageError):
     """The synthesizer stopped writing parsable pairs (see the module docstring)."""
 
@@ -60,11 +74,15 @@ class CollapseGuard:
 
     def add(self, entries: Iterable[Entry]) -> None:
         """Record one finished shard's entries (their `generation` set, when known)."""
-        for e in entries:
-            self.seen += 1
-            self.recent.append((bool(e.pairs), len(e.pairs), e.finish_reason == "length"))
-            if not e.pairs and e.generation is not None:
-                self.sample = (e.id, e.generation)
+        self.extend(observe(entries))
+
+    def extend(self, observed: Observed) -> None:
+        """Record what `observe` saw of one shard (here, or in a Ray actor)."""
+        generations, sample = observed
+        self.seen += len(generations)
+        self.recent.extend(generations)
+        if sample is not None:
+            self.sample = sample
 
     def parse_rate(self) -> float:
         return sum(p for p, _, _ in self.recent) / len(self.recent) if self.recent else 1.0
@@ -107,10 +125,11 @@ class CollapseGuard:
 
 
 class RunWatch:
-    """The collapse guard and the token target of one synthesize run, for the local executor:
-    `add` each shard's entries as it is written, `shard_finished` once its marker is (raises
-    on a collapse), `stop_reason(i)` before computing shard i (a clean stop: shards 0..i-1 are
-    done and make a complete run, recorded as `stopped: target_tokens` in the summary)."""
+    """The collapse guard and the token target of one synthesize run: `add` each shard's entries
+    as it is written, `shard_finished` once its marker is (raises on a collapse), `stop_reason(i)`
+    before computing shard i (a clean stop: shards 0..i-1 are done and make a complete run,
+    recorded as `stopped: target_tokens` in the summary). On Ray the actors `add` and the driver
+    calls the rest, after `absorb`ing what each actor's `take` returned with its shard."""
 
     def __init__(self, root: Path, min_parse_rate: float, target_tokens: int | None) -> None:
         if target_tokens is not None and target_tokens < 1:
@@ -118,6 +137,7 @@ class RunWatch:
         self.root, self.target = root, target_tokens
         self.guard = CollapseGuard(min_parse_rate)
         self.stopped: str | None = None
+        self.last: Observed | None = None  # the last shard `add` saw (see `take`)
         self._tokens: dict[int, int] | None = None  # shard index -> estimated training tokens
 
     def rounds(self, settings: RoundSettings) -> RoundSettings:
@@ -127,7 +147,18 @@ class RunWatch:
 
     def add(self, entries: Iterable[Entry]) -> None:
         if self.guard.enabled:
-            self.guard.add(entries)
+            self.last = observe(entries)
+            self.guard.extend(self.last)
+
+    def take(self) -> Observed | None:
+        """What `add` saw of the shard just computed, for the process that runs the guard (a Ray
+        actor computes shards; the driver judges them: `absorb`)."""
+        last, self.last = self.last, None
+        return last
+
+    def absorb(self, observed: Observed) -> None:
+        if self.guard.enabled:
+            self.guard.extend(observed)
 
     def shard_finished(self, index: int, marker: Mapping[str, Any]) -> None:
         if self._tokens is not None:

@@ -12,7 +12,6 @@ the shard in flight, and the output is byte-identical to an uninterrupted run.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,18 +19,18 @@ from typing import Any
 
 from ..engines.base import Engine
 from ..engines.options import DEFAULT_MAX_MODEL_LEN
-from ..errors import SettingsChanged, UsageError
-from ..executor import BaseStage, Progress, ShardResult, check_worker, execute, lock_name, throughput
+from ..errors import UsageError
+from ..executor import BaseStage, Progress, ShardResult, check_worker, launch, lock_name, open_locked
 from ..executor.local import stderr_log
-from ..executor.progress import ratio
 from ..io.corpus import CorpusReader, estimate_records, expand_inputs, file_size
 from ..io.files import read_json_or_none, write_json
 from ..io.integrity import check_inputs, check_run, file_problem, marker_files, read_verified, write_recorded
 from ..io.output import FORMATS, REJECTS, SUMMARY, OutputDir, encode_entries, encode_rejects
-from ..records import Counts, Document, Entry, Reject, content_id
+from ..records import Document, Entry, Reject, content_id
 from ..split import check_fraction, select
 from .guard import DEFAULT_MIN_PARSE_RATE, RunWatch
 from .rounds import RoundSettings, synthesize_batch, synthesize_batch_async
+from .summary import run_summary
 
 # Default --max-doc-chars: about 2.5M tokens, several books long. Longer "documents" are almost
 # always dumps (logs, base64, concatenated files); each would split into ~700 parts.
@@ -135,7 +134,7 @@ def run_synthesis(
         n = n if n is None or config.fraction >= 1 else round(n * config.fraction)
         return n if config.limit is None else (config.limit if n is None else min(n, config.limit))
 
-    return execute(stage, num_workers, worker_index, progress, total, log)
+    return launch(stage, "local", num_workers, worker_index, progress=progress, total=total, log=log)
 
 
 def open_stage(config: SynthesisConfig, make_engine: Callable[[], Engine], lock: str = ".lock",
@@ -162,14 +161,8 @@ def open_synthesis(
     skipped: list[Path] = []
     files = expand_inputs(config.inputs, skipped)
     out = OutputDir(config.output, config.format)
-    with out.locked(lock):
-        settings = config.fingerprint_settings(files)
-        try:
-            manifest = out.open_run(settings, config.overwrite, STAGE)
-        except SettingsChanged:
-            if not config.rebuild:
-                raise
-            manifest = out.open_run(settings, overwrite=True, stage=STAGE)
+    settings = config.fingerprint_settings(files)
+    with open_locked(out, settings, STAGE, config.overwrite, config.rebuild, lock=lock) as manifest:
         manifest = check_inputs(out, manifest, files, settings, config.verify, config.rebuild)
     manifest["skipped_files"] = [str(p) for p in skipped]  # named in the summary
     return files, out, manifest
@@ -251,6 +244,15 @@ class SynthesizeStage(BaseStage):
         if self.watch:
             self.watch.shard_finished(index, marker)
 
+    def shard_report(self) -> Any:
+        """On a Ray actor: what the guard saw of the shard just computed, for the driver."""
+        return self.watch.take() if self.watch else None
+
+    def absorb_report(self, report: Any) -> None:
+        """On the Ray driver, before `shard_finished`: an actor's `shard_report`."""
+        if self.watch and report is not None:
+            self.watch.absorb(report)
+
     async def aclose(self) -> None:
         if hasattr(self.engine, "aclose"):
             await self.engine.aclose()
@@ -310,7 +312,7 @@ class SynthesizeStage(BaseStage):
             data = b"".join(chunks)
             name, record = write_recorded(out.root, out.root / REJECTS, data, data.count(b"\n"))
             manifest.setdefault("files", {})[name] = record
-        summary = _summary(markers, complete, progress)
+        summary = run_summary(markers, complete, progress)
         summary["skipped_files"] = list(manifest.get("skipped_files", []))  # inputs of unsupported type
         if self.watch:
             self.watch.summarize(summary, markers)
@@ -326,60 +328,6 @@ def reopen_stage(out: OutputDir, manifest: dict[str, Any], log: Callable[[str], 
                  ) -> SynthesizeStage:  # fmt: skip
     """The stage of a synthesize folder, to finalize it (`instructpt merge`); computes nothing."""
     return SynthesizeStage(None, out, manifest, log=log)
-
-
-def _summary(markers: dict[int, dict[str, Any]], complete: bool, bar: Progress | None) -> dict[str, Any]:
-    total = Counts()
-    for marker in markers.values():
-        total.update(marker["counts"])
-    summary = summarize(total)
-    summary["complete"] = complete
-    summary["shards"] = len(markers)
-    if bar is not None:
-        summary["this_run"] = throughput(bar.counts, time.monotonic() - bar.started)
-        summary["this_run"]["documents"] = bar.counts["documents"]
-    return summary
-
-
-def synthesis_status(folder: str | Path, verify: bool = False) -> dict[str, Any]:
-    """Status of a (possibly running) run; see `executor.status.run_status` (any stage's folder)."""
-    from ..executor.status import run_status
-
-    return run_status(folder, verify)
-
-
-def summarize(total: Counts) -> dict[str, Any]:
-    """The figures users read first, from the summed counters."""
-    c = total.values
-    entries = total["entries"]
-    by_prefix = lambda prefix: {k[len(prefix) :]: v for k, v in sorted(c.items()) if k.startswith(prefix)}  # noqa: E731
-    return {
-        "documents": total["documents"],
-        "entries": entries,
-        "pairs": total["pairs"],
-        "pairs_per_entry": round(ratio(total["pairs"], entries), 4),
-        "entries_without_pairs": total["entries_without_pairs"],
-        "entries_inheriting": total["entries_inheriting"],
-        "prompts_with_context": total["prompts_with_context"],
-        "context_over_budget": total["context_over_budget"],
-        "long_docs": {
-            "split": total["long_docs_split"],
-            "parts": total["long_doc_parts"],
-            "truncated": total["long_docs_truncated"],
-            "skipped": total["long_docs_skipped"],
-        },
-        "rejected_inputs": total["rejected_inputs"],
-        **({"not_selected": total["not_selected"]} if total["not_selected"] else {}),  # --fraction
-        "rejected_by_reason": by_prefix("rejected."),
-        "parse_dropped": by_prefix("parse_dropped."),
-        "generations_hit_max_new_tokens": total["generations_hit_max_new_tokens"],
-        "tokens": {
-            "raw": total["raw_tokens"],
-            "prompt": total["prompt_tokens"],
-            "generated": total["generated_tokens"],
-        },
-        "counts": total.to_dict(),
-    }
 
 
 def _as_document(item: Any, index: int) -> Document:

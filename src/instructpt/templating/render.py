@@ -15,7 +15,6 @@ import hashlib
 import random
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..records import Entry
@@ -23,6 +22,7 @@ from ..synthesis.classify import PairView, classify
 from ..synthesis.format import Pair
 from .stats import TemplifyStats
 from .templates import cot, dialog, fewshot, numbering, options, qa, reading, separators
+from .texts import AugmentedText, Shot, entry_fields, raw_text
 
 # Modes and their weights (docs/method.md §4). Modes other than classic/dialog need >= 2 pairs per shot.
 MODES_MANY_PAIRS = {"classic": 0.80, "dialog": 0.05, "numbered": 0.05, "fewshot": 0.05, "next_turn": 0.05}
@@ -36,7 +36,6 @@ BRIDGE_RATE = 0.5  # Classic: a bridge sentence between document and exercises
 MC_FREE_RATE = 0.55
 NUMBERED_BEFORE_RATE = 0.5  # Numbered: the questions come before the document
 FEWSHOT_INLINE_RATE = 0.5  # Inline few-shot: answer first, explanation after (else exercises)
-RAW = "raw"
 RENDER_VERSION = 2  # bump when rendering changes in a way the rates and library do not show
 
 _MANY = (tuple(MODES_MANY_PAIRS), tuple(MODES_MANY_PAIRS.values()))
@@ -57,35 +56,6 @@ def _labels(kind: str, n: int) -> list[str]:
     if kind == "ROMAN" and n <= len(_ROMAN):
         return [r.upper() for r in _ROMAN[:n]]
     return [str(i + 1) for i in range(n)]
-
-
-@dataclass(frozen=True, slots=True)
-class AugmentedText:
-    id: str
-    text: str
-    source_ids: tuple[str, ...]
-    n_shots: int
-    n_pairs: int
-    mode: str
-    templates: tuple[str, ...] = ()  # template ids used ("qa/17"), in order of first use
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "text": self.text,
-            "source_ids": list(self.source_ids),
-            "n_shots": self.n_shots,
-            "n_pairs": self.n_pairs,
-            "mode": self.mode,
-            "templates": list(self.templates),
-        }
-
-
-@dataclass(slots=True)
-class Shot:
-    id: str
-    text: str
-    pairs: list[PairView]
 
 
 class _Renderer:
@@ -361,23 +331,6 @@ def render_text(shots: list[Shot], seed: int, stats: TemplifyStats) -> Augmented
     return AugmentedText(ids[0], separator.join(parts), ids, len(shots), n_pairs, mode, templates)
 
 
-def _raw(entry_id: str, text: str, stats: TemplifyStats) -> AugmentedText:
-    stats.texts += 1
-    stats.documents += 1
-    stats.modes[RAW] += 1
-    stats.shots[1] += 1
-    return AugmentedText(entry_id, text, (entry_id,), 1, 0, RAW)
-
-
-def _fields(record: Entry | Mapping[str, Any]) -> tuple[str, str, list[Pair], str, int, bool]:
-    if isinstance(record, Entry):
-        return record.id, record.text, record.pairs, record.chain_id, record.round, record.inherits
-    pairs = [p if isinstance(p, Pair) else Pair(p["instruction"], p["response"]) for p in record["pairs"]]
-    return (
-        record["id"], record["text"], pairs, record["chain_id"], record["round"], record["inherits"]
-    )  # fmt: skip
-
-
 def templify(
     records: Iterable[Entry | Mapping[str, Any]], seed: int = 0, stats: TemplifyStats | None = None
 ) -> Iterator[AugmentedText]:
@@ -389,7 +342,7 @@ def templify(
     stats = stats if stats is not None else TemplifyStats()
     chains: dict[str, list[tuple[str, str, list[Pair], str, int, bool]]] = {}
     for record in records:
-        row = _fields(record)
+        row = entry_fields(record)
         chains.setdefault(row[3], []).append(row)
     for chain in chains.values():
         chain.sort(key=lambda row: row[4])
@@ -406,7 +359,7 @@ def templify(
                 if current:
                     yield render_text(current, seed, stats)
                     current = []
-                yield _raw(entry_id, text, stats)
+                yield raw_text(entry_id, text, stats)
                 continue
             if current and not inherits:
                 yield render_text(current, seed, stats)

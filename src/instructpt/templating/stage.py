@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..executor import BaseStage, ShardResult, check_worker, execute, lock_name
+from ..executor import BaseStage, ShardResult, check_worker, launch, open_output
 from ..io.files import write_json
 from ..io.integrity import read_verified, write_recorded
 from ..io.output import FORMATS, MANIFEST, SUMMARY, OutputDir, stage_hint, stage_of
@@ -114,14 +114,9 @@ def run_templify(
     settings = {"source": str(source.resolve()), "source_fingerprint": synth["fingerprint"],
                 "seed": seed, "format": fmt, "templates": library_fingerprint()}  # fmt: skip
     out = OutputDir(output, fmt)
-    with out.locked(lock_name(num_workers, worker_index)):
-        manifest = out.open_run(settings, overwrite, STAGE)
+    manifest = open_output(out, settings, STAGE, overwrite, num_workers, worker_index)
     stage = TemplifyStage(source, synth, out, manifest, seed, fmt, verify)
-    if executor == "ray":
-        from ..executor.ray import execute_ray
-
-        return execute_ray(stage, ray_workers, progress=progress, log=log)
-    return execute(stage, num_workers, worker_index, progress, None, log)
+    return launch(stage, executor, num_workers, worker_index, ray_workers, progress, log=log)
 
 
 STAGE = "templify"
