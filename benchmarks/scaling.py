@@ -49,6 +49,7 @@ def main() -> None:
             return [sys.executable, "-m", "instructpt", "synthesize", str(corpus), "-o", str(Path(tmp) / out),
                     "--engine", "hf", "--model", str(model), "--shard-size", "8", "--max-new-tokens",
                     str(args.max_new_tokens), "--max-model-len", "4096", "--no-progress",
+                    "--min-parse-rate", "0",  # random weights write no pairs: the guard stays off
                     "--num-workers", str(workers), "--worker-index", str(index)]  # fmt: skip
 
         runs = {1: 0, 2: 0}

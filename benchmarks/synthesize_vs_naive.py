@@ -94,7 +94,7 @@ def main() -> None:
                 out = Path(tmp) / f"ours{runs['n']}"
                 config = SynthesisConfig(
                     inputs=[str(corpus)], output=str(out), model=str(model_dir), engine="hf",
-                    shard_size=len(docs), format="jsonl",
+                    shard_size=len(docs), format="jsonl", min_parse_rate=0.0,  # random weights: no pairs
                     rounds=RoundSettings(rounds=rounds, max_new_tokens=args.max_new_tokens,
                                          keep_generations=True),
                 )  # fmt: skip
@@ -110,7 +110,8 @@ def main() -> None:
 
         command = cli("synthesize", str(corpus), "-o", str(Path(tmp) / "cli"), "--engine", "hf", "--model",
                       str(model_dir), "--rounds", "1", "--max-new-tokens", str(args.max_new_tokens),
-                      "--shard-size", str(len(docs)), "--overwrite", "--no-progress")  # fmt: skip
+                      "--shard-size", str(len(docs)), "--min-parse-rate", "0", "--overwrite",
+                      "--no-progress")  # fmt: skip
         variants = {
             "naive generate per document": run_naive,
             "instructpt hf, 1 round": ours(1),
