@@ -64,6 +64,26 @@ def worker_options(fn: Callable[..., Any] | None = None, *, ray_default: str = "
     )(fn)
 
 
+def shard_stage_options(stage: str, output_help: str) -> Callable[[Callable[..., Any]], Any]:
+    """-o/--output, --overwrite, --verify, --progress, --json of a stage that reads one finished
+    folder and writes shards (templify, decontaminate)."""
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        options = [
+            click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help=output_help),
+            click.option("--overwrite", is_flag=True, help=f"Discard an earlier {stage} run in the output."),
+            click.option("--verify", is_flag=True, help="Hash every finished output shard (default: trust "
+                         "size + mtime) and recompute damaged ones."),
+            click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a tty]."),
+            click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout when done."),
+        ]  # fmt: skip
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
 # Ray: the GPUs each synthesize actor holds (synthesize, run).
 gpus_per_worker_option = click.option(
     "--gpus-per-worker",

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..config import DecontaminateSettings
-from .common import user_errors, worker_args, worker_options
+from .common import shard_stage_options, user_errors, worker_args, worker_options
 from .options import settings_from_flags, settings_options
 
 FIELDS = [
@@ -32,20 +32,10 @@ FLAGS = {"eval_sets": "--eval-set", "lm_eval_tasks": "--lm-eval-task"}
 
 @click.command()
 @click.argument("source", type=click.Path())
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output folder (created): a synthesize-format folder templify reads. Rerunning resumes.",
+@shard_stage_options(
+    "decontaminate", "Output folder (created): a synthesize-format folder templify reads. Rerunning resumes."
 )
 @settings_options(DecontaminateSettings, FIELDS, CUSTOM)
-@click.option("--overwrite", is_flag=True, help="Discard an earlier decontaminate run in the output folder.")
-@click.option(
-    "--verify", is_flag=True, help="Hash every finished output shard (default: trust size + mtime)."
-)
-@click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
-@click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout when done.")
 @worker_options
 @user_errors
 def decontaminate(

@@ -7,28 +7,14 @@ import json
 import click
 
 from ..config import TemplifySettings
-from .common import user_errors, worker_args, worker_options
+from .common import shard_stage_options, user_errors, worker_args, worker_options
 from .options import settings_options
 
 
 @click.command()
 @click.argument("source", type=click.Path())
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output folder for the texts (created). Rerunning into it resumes.",
-)
+@shard_stage_options("templify", "Output folder for the texts (created). Rerunning into it resumes.")
 @settings_options(TemplifySettings, ["seed", "format"])
-@click.option("--overwrite", is_flag=True, help="Discard an earlier templify run in the output folder.")
-@click.option(
-    "--verify",
-    is_flag=True,
-    help="Hash every finished output shard (default: trust size + mtime) and recompute damaged ones.",
-)
-@click.option("--progress/--no-progress", default=None, help="Progress bar [default: on a terminal].")
-@click.option("--json", "as_json", is_flag=True, help="Print summary.json to stdout when done.")
 @worker_options
 @user_errors
 def templify(source: str, output: str, seed: int, format: str, overwrite: bool, verify: bool,  # noqa: A002
