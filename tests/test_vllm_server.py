@@ -83,7 +83,11 @@ def test_openai_engine_on_a_vllm_server_survives_a_restart_and_matches_hf(model_
         results: list = []
         worker = threading.Thread(target=lambda: results.extend(engine.generate(requests)))
         worker.start()
-        time.sleep(0.5)
+        done_before = engine.stats["requests"]
+        deadline = time.monotonic() + 120
+        while engine.stats["requests"] == done_before and time.monotonic() < deadline:
+            time.sleep(0.001)  # wait until requests of this batch are in flight (counted when sent)
+        assert done_before < engine.stats["requests"] < done_before + len(requests), "not killed mid-run"
         stop(server)  # killed mid-run ...
         server = start_server(model_dir, port)  # ... and restarted on the same port
         worker.join(timeout=600)
