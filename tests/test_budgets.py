@@ -17,7 +17,7 @@ from instructpt.synthesis.rounds import RoundSettings
 from instructpt.synthesis.stage import SynthesisConfig, run_synthesis
 
 from .conftest import EXAMPLES
-from .test_pipeline import snapshot
+from .test_pipeline import make_corpus, snapshot
 
 
 @pytest.fixture
@@ -86,6 +86,87 @@ def test_plan_cli_text_json_and_errors(tmp_path, tok):
                        (["--set", "synthesize.model=/nonexistent/tok"], "nonexistent")):  # fmt: skip
         bad = CliRunner().invoke(main, ["plan", path, *args])
         assert bad.exit_code == 1 and word in bad.output and "Traceback" not in bad.output
+
+
+def scratch_config(tmp_path, tok, mix_tok) -> str:
+    """examples/corpus.jsonl synthesized with `tok`, mixed (scratch) with raw texts in `mix_tok`."""
+    raw = make_corpus(tmp_path / "raw.jsonl", n=12)  # with broken lines: rejects, as mix rejects them
+    raw.write_text(raw.read_text().replace('"id": "doc', '"id": "raw'))
+    path = write_config(tmp_path, tok, max_model_len=512, max_new_tokens=64, min_parse_rate=0.0)
+    data = json.loads(open(path).read())
+    data["mix"] = {"recipe": "scratch", "raw": [str(raw)], "tokenizer": str(mix_tok), "format": "jsonl",
+                   "workers": 1}  # fmt: skip
+    open(path, "w").write(json.dumps(data))
+    return path
+
+
+@pytest.fixture
+def mix_tok(tmp_path):
+    """A tokenizer of another vocabulary, trained on the corpus: far fewer tokens per text."""
+    from instructpt.testing import save_tiny_tokenizer
+
+    texts = [json.loads(line)["text"] for line in (EXAMPLES / "corpus.jsonl").open()]
+    return save_tiny_tokenizer(tmp_path / "mix-tok", texts, vocab_size=600)
+
+
+def test_mix_totals_are_counted_with_the_mix_tokenizer_as_mix_counts(tmp_path, tok, mix_tok):
+    from instructpt.workflow import run
+
+    path = scratch_config(tmp_path, tok, mix_tok)
+    same = [f"mix.tokenizer={tok}"]  # the synthesizer's tokenizer for the mix too
+    p, p_same = plan(load_config(path)), plan(load_config(path, same))
+    mixed = run(path, progress=False, log=lambda m: None)["mix"]["sources"]
+    mixed_same = run(path, overrides=same, progress=False, log=lambda m: None)["mix"]["sources"]
+    raw, raw_same = mixed[1]["tokens_available"], mixed_same[1]["tokens_available"]
+    assert p["mix"]["raw"] == raw != raw_same == p_same["mix"]["raw"]  # exactly what mix counted
+    assert (p["mix"]["tokenizer"], p_same["mix"]["tokenizer"]) == (str(mix_tok), str(tok))
+    assert p["mix"]["vocab_size"] != p_same["mix"]["vocab_size"]
+    # The synthesize figures stay in the synthesizer's tokens; the augmented share is rescaled.
+    assert {k: v for k, v in p.items() if k != "mix"} == {k: v for k, v in p_same.items() if k != "mix"}
+    scale = p["mix"]["tokens_per_synthesizer_token"]
+    assert p_same["mix"]["tokens_per_synthesizer_token"] == 1 and scale < 0.9
+    assert p["mix"]["augmented"] == round(p["augmented_tokens"] * scale) < p_same["mix"]["augmented"]
+    assert p["mix"]["total"] == p["mix"]["augmented"] + raw
+    real_scale = mixed[0]["tokens_available"] / mixed_same[0]["tokens_available"]
+    assert scale == pytest.approx(real_scale, rel=0.1)  # the augmented texts shrink about as much
+
+
+def test_each_corpus_is_tokenized_once_per_tokenizer(tmp_path, tok, mix_tok, monkeypatch):
+    import instructpt.planning as planning
+
+    calls: list[tuple[str, tuple[str, ...]]] = []
+    count = planning.count_corpus
+
+    def spy(inputs, tokenizer, **kwargs):
+        calls.append((tokenizer.name, tuple(inputs)))
+        return count(inputs, tokenizer, **kwargs)
+
+    monkeypatch.setattr(planning, "count_corpus", spy)
+    path = scratch_config(tmp_path, tok, mix_tok)
+    plan(load_config(path))
+    assert len(calls) == len(set(calls)) == 3  # inputs with each tokenizer, raw with the mix one
+    calls.clear()
+    plan(load_config(path, [f"mix.tokenizer={tok}/"]))  # the same folder, named another way
+    assert len(calls) == len(set(calls)) == 2  # the synthesizer's counts of the inputs reused
+
+
+def test_plan_names_the_tokenizer_of_each_figure_and_mix_tokenizer_errors(tmp_path, tok, mix_tok):
+    path = scratch_config(tmp_path, tok, mix_tok)
+    text = CliRunner().invoke(main, ["plan", path])
+    assert text.exit_code == 0, text.output
+    lines = {line.split(":")[0].strip(): line for line in text.output.splitlines()}
+    assert f"tokenizer {tok})" in lines["corpus"] and "synthesizer's tokenizer" in lines["augmented"]
+    assert f"tokenizer {mix_tok}, vocabulary 600)" in lines["mix (scratch)"]
+    assert "synthesizer tokens x" in text.output  # how the augmented share was rescaled
+    js = json.loads(CliRunner().invoke(main, ["plan", path, "--json"]).output)
+    assert js["tokenizer"] == str(tok) and js["mix"]["tokenizer"] == str(mix_tok)
+    for value, word in (
+        ("/nonexistent/tok2", "folder not found"),
+        (str(EXAMPLES / "demo.yaml"), "tokenizer.json"),  # a file, not a tokenizer
+    ):
+        bad = CliRunner().invoke(main, ["plan", path, "--set", f"mix.tokenizer={value}"])
+        assert bad.exit_code == 1 and "Traceback" not in bad.output, bad.output
+        assert bad.output.startswith("Error: mix.tokenizer: ") and word in bad.output and value in bad.output
 
 
 def synth_config(tmp_path, target, out="out") -> SynthesisConfig:

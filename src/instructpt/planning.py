@@ -6,19 +6,25 @@ by a cheap record count), counts raw tokens with the synthesizer's tokenizer and
 document into the prompt budget exactly as synthesis does (`synthesis/fitting.py`), so the
 number of generations includes the parts of split long documents. Everything after that is an
 estimate from the constants below, each stated with where it comes from.
+
+The mix totals are counted with `mix.tokenizer` (the trained model's), as `instructpt mix`
+counts them: a raw source's documents with its BOS/EOS text around each, exactly; the augmented
+texts' estimate scaled by the corpus' tokens with that tokenizer per synthesizer token.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 
 if TYPE_CHECKING:
     from .config import RunConfig
+    from .mixing.tokenize import TargetTokenizer
     from .tokenization import Tokenizer
 
 # Synthesis throughput in raw (document) tokens per second per GPU; see BENCHMARKS.md § GPU.
@@ -80,9 +86,11 @@ class CorpusCount:
 def count_corpus(inputs: Sequence[str], tokenizer: Tokenizer, *, text_field: str = "text",
                  id_field: str = "id", sample: int | None = None, limit: int | None = None,
                  max_model_len: int | None = None, max_new_tokens: int = 400, long_docs: str = "split",
-                 max_doc_chars: int | None = None, batch: int = 1000) -> CorpusCount:  # fmt: skip
+                 max_doc_chars: int | None = None, batch: int = 1000, wrap: tuple[str, str] = ("", ""),
+                 reject_duplicate_ids: bool = True) -> CorpusCount:  # fmt: skip
     """Count documents, raw tokens and generations of `inputs` (the first `sample` documents,
-    scaled). With `max_model_len` None, documents are only counted (no fitting: a raw source)."""
+    scaled). With `max_model_len` None, documents are only counted (no fitting: a raw source),
+    each as `wrap[0] + text + wrap[1]` (mix's BOS and EOS text)."""
     from .io.corpus import CorpusReader, estimate_records, expand_inputs
     from .records import Reject
     from .synthesis.rounds import RoundSettings, _prepare
@@ -90,7 +98,8 @@ def count_corpus(inputs: Sequence[str], tokenizer: Tokenizer, *, text_field: str
     if sample is not None and sample < 1:
         raise UsageError(f"--sample must be at least 1, got {sample}")
     files = expand_inputs(inputs)
-    reader = CorpusReader(files, text_field, id_field, max_doc_chars=max_doc_chars)
+    reader = CorpusReader(files, text_field, id_field, max_doc_chars=max_doc_chars,
+                          reject_duplicate_ids=reject_duplicate_ids)  # fmt: skip
     cap = min(x for x in (sample, limit) if x is not None) if (sample or limit) else None
     settings = RoundSettings(max_new_tokens=max_new_tokens, long_docs=long_docs)
     engine = _Budget(tokenizer, max_model_len) if max_model_len is not None else None
@@ -105,7 +114,8 @@ def count_corpus(inputs: Sequence[str], tokenizer: Tokenizer, *, text_field: str
             count.long_docs_split += result.counts["long_docs_split"]
             count.long_doc_parts += result.counts["long_doc_parts"]
         else:
-            count.raw_tokens += sum(len(ids) for ids in tokenizer.encode_batch([d.text for d in docs]))
+            texts = [f"{wrap[0]}{d.text}{wrap[1]}" for d in docs]
+            count.raw_tokens += sum(len(ids) for ids in tokenizer.encode_batch(texts))
         docs.clear()
 
     for item in reader:
@@ -124,8 +134,9 @@ def count_corpus(inputs: Sequence[str], tokenizer: Tokenizer, *, text_field: str
     if sample is not None and count.documents >= sample:  # maybe more: scale by a cheap record count
         records = estimate_records(files)
         if records is None:  # compressed or remote: count the documents without tokenizing
-            total = sum(1 for item in CorpusReader(files, text_field, id_field, max_doc_chars=max_doc_chars)
-                        if not isinstance(item, Reject))  # fmt: skip
+            again = CorpusReader(files, text_field, id_field, max_doc_chars=max_doc_chars,
+                                 reject_duplicate_ids=reject_duplicate_ids)  # fmt: skip
+            total = sum(1 for item in again if not isinstance(item, Reject))
         else:
             seen = count.documents + count.rejects
             total = records * count.documents / seen if seen else 0
@@ -170,7 +181,7 @@ def plan(config: RunConfig, sample: int | None = None, tok_per_s: float | None =
         },  # fmt: skip
         "template_overhead": TEMPLATE_OVERHEAD,
         "augmented_tokens": augmented,
-        "mix": _mix(config, augmented, tokenizer, sample),
+        "mix": _mix(config, augmented, _MixCounter.load(config, tokenizer, sample), c),
     }
     rates = {"--tok-per-s": tok_per_s} if tok_per_s is not None else THROUGHPUTS
     result["gpu_hours"] = [{"at": name, "raw_tok_per_s": rate, "hours": raw / rate / 3600}
@@ -178,40 +189,104 @@ def plan(config: RunConfig, sample: int | None = None, tok_per_s: float | None =
     return result
 
 
-def _mix(
-    config: RunConfig, augmented: int, tokenizer: Tokenizer, sample: int | None
-) -> dict[str, Any] | None:
-    """Training tokens after the mix recipe (counted with the synthesizer's tokenizer)."""
+def _same_source(a: str, b: str) -> bool:
+    """Whether two tokenizer names are one tokenizer: the same name, or the same local path."""
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+@dataclass
+class _MixCounter:
+    """`mix.tokenizer` and its counts: a corpus read with the same settings is tokenized once, and
+    no corpus again when it is the synthesizer's tokenizer (its counts are reused)."""
+
+    name: str
+    tokenizer: Tokenizer
+    target: TargetTokenizer  # BOS/EOS text and vocabulary size, as `instructpt mix` has them
+    same: bool  # the synthesizer's tokenizer
+    sample: int | None
+    counts: dict[tuple[Any, ...], CorpusCount] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, config: RunConfig, synthesizer: Tokenizer, sample: int | None) -> _MixCounter | None:
+        from .mixing.tokenize import TargetTokenizer
+        from .tokenization import load_tokenizer
+
+        m, s = config.mix, config.synthesize
+        if m is None:
+            return None
+        name = str(m.tokenizer or s.tokenizer or s.model)
+        same = _same_source(name, str(s.tokenizer or s.model))
+        try:
+            loaded = synthesizer if same else load_tokenizer(name, hint="set mix.tokenizer to a local folder")
+            return cls(name, loaded, TargetTokenizer.of(loaded, name, m.bos_text, m.eos_text), same, sample)
+        except UsageError as exc:
+            raise UsageError(f"mix.tokenizer: {exc}") from None
+
+    def _count(self, paths: Sequence[str], **reading: Any) -> CorpusCount:
+        key = (tuple(paths), tuple(sorted(reading.items())))
+        if key not in self.counts:
+            self.counts[key] = count_corpus(paths, self.tokenizer, sample=self.sample, **reading)
+        return self.counts[key]
+
+    def tokens(self, paths: Sequence[str], text_field: str = "text", id_field: str = "id") -> int:
+        """A raw source's tokens as `instructpt mix` counts them: BOS + text + EOS per document."""
+        wrap = (self.target.bos_text, self.target.eos_text)
+        n = self._count(
+            paths, text_field=text_field, id_field=id_field, wrap=wrap, reject_duplicate_ids=False
+        )  # as mix reads a source
+        return round(n.raw_tokens * n.scale)
+
+    def per_synthesizer_token(self, config: RunConfig, corpus: CorpusCount) -> float:
+        """Tokens of the synthesize inputs with this tokenizer per synthesizer token (`corpus`,
+        the same documents): the scale of the augmented texts' estimate (1: the same tokenizer)."""
+        s = config.synthesize
+        if self.same or not corpus.raw_tokens:
+            return 1.0
+        n = self._count(s.inputs, text_field=s.text_field, id_field=s.id_field, limit=s.limit,
+                        max_doc_chars=s.max_doc_chars)  # fmt: skip
+        return n.raw_tokens / corpus.raw_tokens
+
+
+# Keys of the plan's "mix" that are not token counts of a source.
+_MIX_META = ("recipe", "total", "ratio", "notes", "tokenizer", "vocab_size", "tokens_per_synthesizer_token",
+             "augmented_synthesizer_tokens")  # fmt: skip
+
+
+def _mix(config: RunConfig, augmented: int, counter: _MixCounter | None, corpus: CorpusCount
+         ) -> dict[str, Any] | None:  # fmt: skip
+    """Training tokens after the mix recipe, in tokens of `mix.tokenizer` (see the module doc)."""
     from .mixing.recipes import parse_ratio
 
     m = config.mix
-    if m is None:
+    if m is None or counter is None:
         return None
+    scale = counter.per_synthesizer_token(config, corpus)
+    head: dict[str, Any] = {"tokenizer": counter.name, "vocab_size": counter.target.vocab_size,
+                            "tokens_per_synthesizer_token": round(scale, 4),
+                            "augmented_synthesizer_tokens": augmented}  # fmt: skip
+    augmented = round(augmented * scale)
     if m.recipe == "scratch":
-        raw = count_corpus(m.raw, tokenizer, text_field=m.text_field, sample=sample) if m.raw else None
-        raw_tokens = round(raw.raw_tokens * raw.scale) if raw else 0
-        return {
-            "recipe": "scratch",
-            "augmented": augmented,
-            "raw": raw_tokens,
-            "total": augmented + raw_tokens,
-        }
+        raw_tokens = counter.tokens(m.raw, m.text_field) if m.raw else 0
+        return {"recipe": "scratch", **head, "augmented": augmented, "raw": raw_tokens,
+                "total": augmented + raw_tokens}  # fmt: skip
     if m.recipe == "domain":
         a, g = parse_ratio(m.ratio)
         general = round(augmented * g / a)
-        return {"recipe": "domain", "ratio": m.ratio, "augmented": augmented, "general": general,
+        return {"recipe": "domain", **head, "ratio": m.ratio, "augmented": augmented, "general": general,
                 "total": augmented + general}  # fmt: skip
     sources: dict[str, int] = {"augmented": augmented}
     notes = []
     for src in m.sources:
-        if src.weight is None:
-            n = count_corpus(src.paths, tokenizer, text_field=src.text_field, sample=sample)
-            sources[src.name] = round(n.raw_tokens * n.scale)
+        if src.weight is None:  # every document, `repeat` times
+            sources[src.name] = counter.tokens(src.paths, src.text_field, src.id_field) * src.repeat
         elif m.augmented_weight:
             sources[src.name] = round(augmented * src.weight / m.augmented_weight)
         else:
             notes.append(f"{src.name}: weighted, but the augmented texts have no weight to scale it by")
-    return {"recipe": "custom", **sources, "total": sum(sources.values()), "notes": notes}
+    return {"recipe": "custom", **head, **sources, "total": sum(sources.values()), "notes": notes}
 
 
 def _n(x: float) -> str:
@@ -232,14 +307,16 @@ def format_plan(p: Mapping[str, Any]) -> str:
         f"generated:    at most {_n(g['max'])} tokens (max_new_tokens x generations); expected "
         f"~{_n(g['expected'])} ({g['expected_share_of_max']:g} of the maximum, an assumption)",
         f"augmented:    ~{_n(p['augmented_tokens'])} training tokens after templify "
-        f"((raw + generated) x {p['template_overhead']:g} template overhead)",
+        f"((raw + generated) x {p['template_overhead']:g} template overhead; synthesizer's tokenizer)",
     ]
     if (mix := p.get("mix")) is not None:
-        parts = ", ".join(
-            f"{k} {_n(v)}" for k, v in mix.items() if k not in ("recipe", "total", "ratio", "notes")
-        )
-        lines.append(f"mix ({mix['recipe']}): ~{_n(mix['total'])} training tokens ({parts}; counted with "
-                     "the synthesizer's tokenizer)")  # fmt: skip
+        parts = ", ".join(f"{k} {_n(v)}" for k, v in mix.items() if k not in _MIX_META)
+        lines.append(f"mix ({mix['recipe']}): ~{_n(mix['total'])} training tokens ({parts}; tokenizer "
+                     f"{mix['tokenizer']}, vocabulary {mix['vocab_size']:,})")  # fmt: skip
+        if mix.get("tokens_per_synthesizer_token", 1) != 1:
+            lines.append(f"  augmented in the mix: ~{_n(mix['augmented_synthesizer_tokens'])} synthesizer "
+                         f"tokens x {mix['tokens_per_synthesizer_token']:g}, the corpus' tokens with the mix "
+                         "tokenizer per synthesizer token")  # fmt: skip
         lines.extend(f"  note: {note}" for note in mix.get("notes", []))
     for rate in p["gpu_hours"]:
         hours = f"{rate['hours']:,.1f}" if rate["hours"] >= 10 else f"{rate['hours']:.2g}"

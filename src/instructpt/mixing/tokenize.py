@@ -47,7 +47,12 @@ class TargetTokenizer:
     def load(cls, source: str, bos_text: str | None = None, eos_text: str | None = None) -> TargetTokenizer:
         from ..tokenization import load_tokenizer
 
-        loaded = load_tokenizer(source, hint="pass --tokenizer <folder>")
+        return cls.of(load_tokenizer(source, hint="pass --tokenizer <folder>"), source, bos_text, eos_text)
+
+    @classmethod
+    def of(cls, loaded: Any, source: str, bos_text: str | None = None, eos_text: str | None = None
+           ) -> TargetTokenizer:  # fmt: skip
+        """From a `tokenization.Tokenizer` already loaded from `source` (as `load`)."""
         rust = getattr(loaded.backend, "backend_tokenizer", loaded.backend)
         if not hasattr(rust, "to_str"):
             raise UsageError(f"{source}: mix needs a Hugging Face `tokenizers`-based (fast) tokenizer")

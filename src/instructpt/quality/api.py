@@ -51,7 +51,7 @@ def decontaminate(
         raise UsageError("every record needs its own `id` (as synthesize writes them)")
     duplicates = None
     if options.filters.dedupe:
-        duplicates = DuplicateTable.build(pair_keys([(0, rows)], options.filters))
+        duplicates = DuplicateTable.build(pair_keys([(0, rows)], index, options))
     outcome = RowChecker(index, options, duplicates).check(0, rows)
     if summary is not None:
         summary.update(outcome.stats, hits=outcome.hits, index=index.describe())

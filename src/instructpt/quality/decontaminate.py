@@ -13,6 +13,8 @@ pairs by reason and contamination by benchmark.
 A pair is checked as its instruction followed by its response (an n-gram may span both); a
 document as its text. A shard's bytes depend only on its input shard, the index and the settings
 (the duplicate table, when used, only on the whole input), so any worker may compute any shard.
+With dedupe, a repeated pair keeps its first copy (by shard, row, pair) that survives every other
+decision; a copy in a dropped document, or dropped for its own reason, never counts as the first.
 """
 
 from __future__ import annotations
@@ -149,10 +151,11 @@ class DecontaminateStage(SynthesizedShards, BaseStage):
         return read_rows(self.source / work["file"], data)
 
     def prepare(self) -> None:
-        """With dedupe: one pass over every input shard for the table of repeated pairs."""
+        """With dedupe: one pass over every input shard for the table of repeated pairs among
+        those that survive every other decision (contamination, the other filters)."""
         if self.options.filters.dedupe and self.duplicates is None:
             shards = ((index, self._rows(work)) for index, work in self.shards())
-            self.duplicates = DuplicateTable.build(pair_keys(shards, self.options.filters))
+            self.duplicates = DuplicateTable.build(pair_keys(shards, self.index, self.options))
 
     def run(self, index: int, work: dict[str, Any]) -> ShardResult:
         rows = self._rows(work)

@@ -13,13 +13,15 @@ response_copies_document    on         the response's words contain the whole do
 ungrounded                  off        `min_groundedness` is set and fewer than that share of
                                        the response's words occur in the document
 duplicate                   off        `dedupe`: the same normalised instruction + response
-                                       came earlier in the corpus (by shard, row, pair)
+                                       is kept earlier in the corpus (by shard, row, pair)
 =========================== ========== =====================================================
 
 Normalised means the words of `ngrams.tokens` (lowercase, punctuation stripped). Duplicates are
 found by a 64-bit hash per pair: a pass over the input before the shards run collects 16 bytes
-per kept pair (hash + position) and keeps only hashes seen twice with their first position, so
-which copy survives depends on the corpus order only, never on sharding or worker count.
+per pair that survives every other decision (hash + position: not contaminated, kept by the
+other filters, its document not dropped) and keeps only hashes seen twice with their first
+position. So the kept copy is the first that survives everything else, and which one it is depends
+on the corpus order only, never on sharding or worker count.
 """
 
 from __future__ import annotations
