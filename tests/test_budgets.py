@@ -214,3 +214,77 @@ def test_a_stopped_run_feeds_templify(tmp_path, tokenizer):
 def test_target_tokens_needs_one_process(tmp_path, tokenizer):
     with pytest.raises(UsageError, match="--target-tokens"):
         run_synthesis(synth_config(tmp_path, 10), lambda: RulesEngine(tokenizer), num_workers=2)
+
+
+def fraction_config(tmp_path, tok, mix_tok) -> str:
+    """examples/scratch.yaml in small: convert a fifth of examples/corpus.jsonl, mix it with the
+    rest of the same file (the scratch recipe's complement) and fine-tuning data repeated 3 times."""
+    from .test_corpus_split import write_ft_data
+
+    path = write_config(tmp_path, tok, max_model_len=512, max_new_tokens=64, min_parse_rate=0.0, fraction=0.2)
+    data = json.loads(open(path).read())
+    data["mix"] = {"recipe": "scratch", "raw": [str(EXAMPLES / "corpus.jsonl")], "tokenizer": str(mix_tok),
+                   "ft_data": [str(write_ft_data(tmp_path / "ft-data"))], "ft_repeat": 3, "format": "jsonl",
+                   "workers": 1}  # fmt: skip
+    open(path, "w").write(json.dumps(data))
+    return path
+
+
+def test_plan_of_a_fraction_counts_what_the_scratch_run_converts_and_mixes(tmp_path, tok, mix_tok):
+    from instructpt.workflow import run
+
+    path = fraction_config(tmp_path, tok, mix_tok)
+    p, whole = plan(load_config(path)), plan(load_config(path, ["synthesize.fraction=1"]))
+    done = run(path, progress=False, log=lambda m: None)
+    summary, sources = done["synthesize"], {s["name"]: s for s in done["mix"]["sources"]}
+    assert p["documents"] == summary["documents"] and p["generations"] == summary["entries"]
+    assert p["raw_tokens"] == summary["tokens"]["raw"]
+    assert p["documents"] + p["not_selected"] == whole["documents"] == 56  # every document, once
+    assert whole["generations"] > p["generations"] and "not_selected" not in whole
+    # The raw share is the complement, counted as mix counted it; the ft texts as mix rendered them.
+    assert p["mix"]["raw"] == sources["raw"]["tokens_available"]
+    assert sources["raw"]["documents_available"] == p["not_selected"]
+    assert p["mix"]["ft"] == sources["ft"]["target_tokens"] == 3 * sources["ft"]["tokens_available"] > 0
+    assert p["mix"]["total"] == p["mix"]["augmented"] + p["mix"]["raw"] + p["mix"]["ft"]
+    assert any("leaving out of the raw share" in note for note in p["mix"]["notes"])
+    text = CliRunner().invoke(main, ["plan", path])
+    assert text.exit_code == 0, text.output
+    assert (
+        f"{p['documents']} documents to convert (synthesize.fraction 0.2; {p['not_selected']} left"
+        in text.output
+    )
+    assert "ft 1" in text.output or f"ft {p['mix']['ft']:,}" in text.output
+
+
+def test_a_custom_ft_data_source_is_rendered_and_repeated(tmp_path, tok, mix_tok):
+    path = fraction_config(tmp_path, tok, mix_tok)
+    scratch = plan(load_config(path))
+    data = json.loads(open(path).read())
+    ft = data["mix"].pop("ft_data")
+    data["mix"].update(
+        recipe="custom", sources=[{"name": "ft", "paths": ft, "render": "ft-data", "repeat": 2}]
+    )
+    open(path, "w").write(json.dumps(data))
+    custom = plan(load_config(path))
+    assert custom["mix"]["ft"] * 3 == scratch["mix"]["ft"] * 2 > 0
+    assert "raw" not in custom["mix"] and custom["mix"]["notes"] == []
+
+
+def test_a_sampled_fraction_is_selected_by_id_and_scaled(tmp_path, tok):
+    rows = [
+        json.dumps({"id": f"lake-{i}", "text": f"Lake {i} is {'very ' * (i % 7)}deep."}) + "\n"
+        for i in range(400)
+    ]
+    corpus, shuffled = tmp_path / "c.jsonl", tmp_path / "shuffled.jsonl"
+    corpus.write_text("".join(rows))
+    shuffled.write_text("".join(rows[1::2] + rows[::2]))
+    full, moved = (plan(load_config(write_config(tmp_path, tok, inputs=[str(c)], fraction=0.3)))
+                   for c in (corpus, shuffled))  # fmt: skip
+    for key in ("documents", "not_selected", "raw_tokens"):  # by id, not by position
+        assert full[key] == moved[key]
+    assert full["documents"] + full["not_selected"] == 400 and 80 < full["documents"] < 160
+    sampled = plan(load_config(write_config(tmp_path, tok, inputs=[str(corpus)], fraction=0.3)), sample=40)
+    assert sampled["sampled"] and sampled["documents_read"] == 40
+    assert sampled["documents"] == pytest.approx(full["documents"], rel=0.2)
+    assert sampled["documents"] + sampled["not_selected"] == pytest.approx(400, abs=1)
+    assert sampled["raw_tokens"] == pytest.approx(full["raw_tokens"], rel=0.2)

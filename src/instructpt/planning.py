@@ -4,27 +4,28 @@ the training-token estimate behind `synthesize --target-tokens`.
 The plan reads the corpus (all of it, or the first `--sample N` documents, scaled to the whole
 by a cheap record count), counts raw tokens with the synthesizer's tokenizer and fits each
 document into the prompt budget exactly as synthesis does (`synthesis/fitting.py`), so the
-number of generations includes the parts of split long documents. Everything after that is an
-estimate from the constants below, each stated with where it comes from.
+number of generations includes the parts of split long documents. With `synthesize.fraction`
+only the documents it selects (by a hash of their ids, split.py) are counted, as synthesis
+converts only those; a sample's selection is by id too, and scaled by the share it read.
+Everything after that is an estimate from the constants below, each stated with where it comes from.
 
-The mix totals are counted with `mix.tokenizer` (the trained model's), as `instructpt mix`
-counts them: a raw source's documents with its BOS/EOS text around each, exactly; the augmented
-texts' estimate scaled by the corpus' tokens with that tokenizer per synthesizer token.
+The mix totals (planning_mix.py) are counted with `mix.tokenizer` (the trained model's), as
+`instructpt mix` counts them: an unweighted source's documents with its BOS/EOS text around each,
+exactly (fine-tuning records rendered, the scratch raw share less the converted documents); the
+augmented texts' estimate scaled by the corpus' tokens with that tokenizer per synthesizer token.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
 
 if TYPE_CHECKING:
     from .config import RunConfig
-    from .mixing.tokenize import TargetTokenizer
     from .tokenization import Tokenizer
 
 # Synthesis throughput in raw (document) tokens per second per GPU; see BENCHMARKS.md § GPU.
@@ -72,34 +73,61 @@ class CorpusCount:
 
     documents: int = 0
     rejects: int = 0
+    left_out: int = 0  # documents read that `fraction` did not select / `keep_of` refused
     raw_tokens: int = 0
     generations: int = 0
     long_docs_split: int = 0
     long_doc_parts: int = 0
     total_documents: float = 0.0  # estimate for the whole corpus (== documents when all read)
+    total_left_out: float = 0.0  # the same for `left_out`
 
     @property
     def scale(self) -> float:
         return self.total_documents / self.documents if self.documents else 0.0
 
 
-def count_corpus(inputs: Sequence[str], tokenizer: Tokenizer, *, text_field: str = "text",
-                 id_field: str = "id", sample: int | None = None, limit: int | None = None,
-                 max_model_len: int | None = None, max_new_tokens: int = 400, long_docs: str = "split",
-                 max_doc_chars: int | None = None, batch: int = 1000, wrap: tuple[str, str] = ("", ""),
-                 reject_duplicate_ids: bool = True) -> CorpusCount:  # fmt: skip
+# A raw source's filter per input file (mixing/split.py `keep_filter`): None keeps every document.
+KeepOf = Callable[[Any], Callable[[str], bool] | None]
+
+
+def count_corpus(inputs: Sequence[Any], tokenizer: Tokenizer, *, text_field: str = "text",
+                 id_field: str = "id", response_field: str | None = None, sample: int | None = None,
+                 limit: int | None = None, max_model_len: int | None = None, max_new_tokens: int = 400,
+                 long_docs: str = "split", max_doc_chars: int | None = None, batch: int = 1000,
+                 wrap: tuple[str, str] = ("", ""), reject_duplicate_ids: bool = True, fraction: float = 1.0,
+                 keep_of: KeepOf | None = None) -> CorpusCount:  # fmt: skip
     """Count documents, raw tokens and generations of `inputs` (the first `sample` documents,
     scaled). With `max_model_len` None, documents are only counted (no fitting: a raw source),
-    each as `wrap[0] + text + wrap[1]` (mix's BOS and EOS text)."""
+    each as `wrap[0] + text + wrap[1]` (mix's BOS and EOS text). Only the documents synthesis
+    converts are counted: `fraction` selects them as `synthesize --fraction` does (split.py);
+    `keep_of(file)` filters a file's ids as mix does (one reader per file, as mix reads)."""
     from .io.corpus import CorpusReader, estimate_records, expand_inputs
     from .records import Reject
+    from .split import select
     from .synthesis.rounds import RoundSettings, _prepare
 
     if sample is not None and sample < 1:
         raise UsageError(f"--sample must be at least 1, got {sample}")
     files = expand_inputs(inputs)
-    reader = CorpusReader(files, text_field, id_field, max_doc_chars=max_doc_chars,
-                          reject_duplicate_ids=reject_duplicate_ids)  # fmt: skip
+    left_out = [0]
+
+    def reader(some: Sequence[Any]) -> CorpusReader:
+        return CorpusReader(some, text_field, id_field, response_field, max_doc_chars=max_doc_chars,
+                            reject_duplicate_ids=reject_duplicate_ids)  # fmt: skip
+
+    def read() -> Iterator[Any]:
+        left_out[0] = 0
+        if keep_of is None:  # as synthesis reads: one reader, then --fraction's selection
+            yield from reader(files) if fraction >= 1 else select(reader(files), fraction, left_out)
+            return
+        for f in files:  # as mix reads a source: file by file, less what its filter refuses
+            keep = keep_of(f)
+            for item in reader([f]):
+                if keep is not None and not isinstance(item, Reject) and not keep(item.id):
+                    left_out[0] += 1
+                    continue
+                yield item
+
     cap = min(x for x in (sample, limit) if x is not None) if (sample or limit) else None
     settings = RoundSettings(max_new_tokens=max_new_tokens, long_docs=long_docs)
     engine = _Budget(tokenizer, max_model_len) if max_model_len is not None else None
@@ -118,7 +146,7 @@ def count_corpus(inputs: Sequence[str], tokenizer: Tokenizer, *, text_field: str
             count.raw_tokens += sum(len(ids) for ids in tokenizer.encode_batch(texts))
         docs.clear()
 
-    for item in reader:
+    for item in read():
         if isinstance(item, Reject):
             count.rejects += 1
             continue
@@ -130,19 +158,21 @@ def count_corpus(inputs: Sequence[str], tokenizer: Tokenizer, *, text_field: str
             flush()
     if docs:
         flush()
-    count.total_documents = float(count.documents)
+    count.left_out = left_out[0]
+    count.total_documents, count.total_left_out = float(count.documents), float(count.left_out)
     if sample is not None and count.documents >= sample:  # maybe more: scale by a cheap record count
         records = estimate_records(files)
+        seen = count.documents + count.rejects + count.left_out
         if records is None:  # compressed or remote: count the documents without tokenizing
-            again = CorpusReader(files, text_field, id_field, max_doc_chars=max_doc_chars,
-                                 reject_duplicate_ids=reject_duplicate_ids)  # fmt: skip
-            total = sum(1 for item in again if not isinstance(item, Reject))
-        else:
-            seen = count.documents + count.rejects
+            total = sum(1 for item in read() if not isinstance(item, Reject))
+            out = left_out[0]
+        else:  # the same shares of the records as of those read: by id, so an even draw
             total = records * count.documents / seen if seen else 0
+            out = records * count.left_out / seen if seen else 0
         if limit is not None:
             total = min(total, limit)
         count.total_documents = max(float(count.documents), float(total))
+        count.total_left_out = max(float(count.left_out), float(out))
     return count
 
 
@@ -150,6 +180,7 @@ def plan(config: RunConfig, sample: int | None = None, tok_per_s: float | None =
          generated_share: float = DEFAULT_GENERATED_SHARE) -> dict[str, Any]:  # fmt: skip
     """The budget of `config`: documents, raw tokens, generations, generated tokens (bound and
     expected), augmented and mixed training tokens, GPU-hours. Figures scaled from a sample say so."""
+    from .planning_mix import MixCounter, mix_budget
     from .tokenization import load_tokenizer
 
     if tok_per_s is not None and not (math.isfinite(tok_per_s) and tok_per_s > 0):
@@ -160,7 +191,8 @@ def plan(config: RunConfig, sample: int | None = None, tok_per_s: float | None =
     tokenizer = load_tokenizer(s.tokenizer or s.model, hint="set synthesize.tokenizer to a local folder")
     c = count_corpus(s.inputs, tokenizer, text_field=s.text_field, id_field=s.id_field, sample=sample,
                      limit=s.limit, max_model_len=s.max_model_len, max_new_tokens=s.max_new_tokens,
-                     long_docs=s.long_docs, max_doc_chars=s.max_doc_chars, batch=s.shard_size)  # fmt: skip
+                     long_docs=s.long_docs, max_doc_chars=s.max_doc_chars, batch=s.shard_size,
+                     fraction=s.fraction)  # fmt: skip
     k = c.scale
     raw = round(c.raw_tokens * k)
     generations = round(c.generations * k)
@@ -171,6 +203,7 @@ def plan(config: RunConfig, sample: int | None = None, tok_per_s: float | None =
         "sampled": c.documents < c.total_documents,
         "documents_read": c.documents,
         "documents": round(c.total_documents),
+        **({"fraction": s.fraction, "not_selected": round(c.total_left_out)} if s.fraction < 1 else {}),
         "raw_tokens": raw,
         "generations": generations,
         "long_docs": {"split": round(c.long_docs_split * k), "parts": round(c.long_doc_parts * k)},
@@ -181,112 +214,12 @@ def plan(config: RunConfig, sample: int | None = None, tok_per_s: float | None =
         },  # fmt: skip
         "template_overhead": TEMPLATE_OVERHEAD,
         "augmented_tokens": augmented,
-        "mix": _mix(config, augmented, _MixCounter.load(config, tokenizer, sample), c),
+        "mix": mix_budget(config, augmented, MixCounter.load(config, tokenizer, sample), c),
     }
     rates = {"--tok-per-s": tok_per_s} if tok_per_s is not None else THROUGHPUTS
     result["gpu_hours"] = [{"at": name, "raw_tok_per_s": rate, "hours": raw / rate / 3600}
                            for name, rate in rates.items()]  # fmt: skip
     return result
-
-
-def _same_source(a: str, b: str) -> bool:
-    """Whether two tokenizer names are one tokenizer: the same name, or the same local path."""
-    if a == b:
-        return True
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
-
-
-@dataclass
-class _MixCounter:
-    """`mix.tokenizer` and its counts: a corpus read with the same settings is tokenized once, and
-    no corpus again when it is the synthesizer's tokenizer (its counts are reused)."""
-
-    name: str
-    tokenizer: Tokenizer
-    target: TargetTokenizer  # BOS/EOS text and vocabulary size, as `instructpt mix` has them
-    same: bool  # the synthesizer's tokenizer
-    sample: int | None
-    counts: dict[tuple[Any, ...], CorpusCount] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, config: RunConfig, synthesizer: Tokenizer, sample: int | None) -> _MixCounter | None:
-        from .mixing.tokenize import TargetTokenizer
-        from .tokenization import load_tokenizer
-
-        m, s = config.mix, config.synthesize
-        if m is None:
-            return None
-        name = str(m.tokenizer or s.tokenizer or s.model)
-        same = _same_source(name, str(s.tokenizer or s.model))
-        try:
-            loaded = synthesizer if same else load_tokenizer(name, hint="set mix.tokenizer to a local folder")
-            return cls(name, loaded, TargetTokenizer.of(loaded, name, m.bos_text, m.eos_text), same, sample)
-        except UsageError as exc:
-            raise UsageError(f"mix.tokenizer: {exc}") from None
-
-    def _count(self, paths: Sequence[str], **reading: Any) -> CorpusCount:
-        key = (tuple(paths), tuple(sorted(reading.items())))
-        if key not in self.counts:
-            self.counts[key] = count_corpus(paths, self.tokenizer, sample=self.sample, **reading)
-        return self.counts[key]
-
-    def tokens(self, paths: Sequence[str], text_field: str = "text", id_field: str = "id") -> int:
-        """A raw source's tokens as `instructpt mix` counts them: BOS + text + EOS per document."""
-        wrap = (self.target.bos_text, self.target.eos_text)
-        n = self._count(
-            paths, text_field=text_field, id_field=id_field, wrap=wrap, reject_duplicate_ids=False
-        )  # as mix reads a source
-        return round(n.raw_tokens * n.scale)
-
-    def per_synthesizer_token(self, config: RunConfig, corpus: CorpusCount) -> float:
-        """Tokens of the synthesize inputs with this tokenizer per synthesizer token (`corpus`,
-        the same documents): the scale of the augmented texts' estimate (1: the same tokenizer)."""
-        s = config.synthesize
-        if self.same or not corpus.raw_tokens:
-            return 1.0
-        n = self._count(s.inputs, text_field=s.text_field, id_field=s.id_field, limit=s.limit,
-                        max_doc_chars=s.max_doc_chars)  # fmt: skip
-        return n.raw_tokens / corpus.raw_tokens
-
-
-# Keys of the plan's "mix" that are not token counts of a source.
-_MIX_META = ("recipe", "total", "ratio", "notes", "tokenizer", "vocab_size", "tokens_per_synthesizer_token",
-             "augmented_synthesizer_tokens")  # fmt: skip
-
-
-def _mix(config: RunConfig, augmented: int, counter: _MixCounter | None, corpus: CorpusCount
-         ) -> dict[str, Any] | None:  # fmt: skip
-    """Training tokens after the mix recipe, in tokens of `mix.tokenizer` (see the module doc)."""
-    from .mixing.recipes import parse_ratio
-
-    m = config.mix
-    if m is None or counter is None:
-        return None
-    scale = counter.per_synthesizer_token(config, corpus)
-    head: dict[str, Any] = {"tokenizer": counter.name, "vocab_size": counter.target.vocab_size,
-                            "tokens_per_synthesizer_token": round(scale, 4),
-                            "augmented_synthesizer_tokens": augmented}  # fmt: skip
-    augmented = round(augmented * scale)
-    if m.recipe == "scratch":
-        raw_tokens = counter.tokens(m.raw, m.text_field) if m.raw else 0
-        return {"recipe": "scratch", **head, "augmented": augmented, "raw": raw_tokens,
-                "total": augmented + raw_tokens}  # fmt: skip
-    if m.recipe == "domain":
-        a, g = parse_ratio(m.ratio)
-        general = round(augmented * g / a)
-        return {"recipe": "domain", **head, "ratio": m.ratio, "augmented": augmented, "general": general,
-                "total": augmented + general}  # fmt: skip
-    sources: dict[str, int] = {"augmented": augmented}
-    notes = []
-    for src in m.sources:
-        if src.weight is None:  # every document, `repeat` times
-            sources[src.name] = counter.tokens(src.paths, src.text_field, src.id_field) * src.repeat
-        elif m.augmented_weight:
-            sources[src.name] = round(augmented * src.weight / m.augmented_weight)
-        else:
-            notes.append(f"{src.name}: weighted, but the augmented texts have no weight to scale it by")
-    return {"recipe": "custom", **head, **sources, "total": sum(sources.values()), "notes": notes}
 
 
 def _n(x: float) -> str:
@@ -295,12 +228,18 @@ def _n(x: float) -> str:
 
 def format_plan(p: Mapping[str, Any]) -> str:
     """The plan as the lines `instructpt plan` prints."""
+    from .planning_mix import MIX_META
+
     approx = "~" if p["sampled"] else ""
     read = (f"scaled from the first {p['documents_read']:,} documents" if p["sampled"]
             else "every document read")  # fmt: skip
     g = p["generated_tokens"]
+    which = "documents"
+    if "fraction" in p:  # synthesize.fraction: the documents it converts; the rest is left for the mix
+        which = (f"documents to convert (synthesize.fraction {p['fraction']:g}; {approx}"
+                 f"{_n(p['not_selected'])} left unconverted)")  # fmt: skip
     lines = [
-        f"corpus:       {approx}{_n(p['documents'])} documents, {approx}{_n(p['raw_tokens'])} raw tokens "
+        f"corpus:       {approx}{_n(p['documents'])} {which}, {approx}{_n(p['raw_tokens'])} raw tokens "
         f"({read}; tokenizer {p['tokenizer']})",
         f"generations:  {approx}{_n(p['generations'])} (documents after the long-document split: "
         f"{_n(p['long_docs']['split'])} split into {_n(p['long_docs']['parts'])} parts)",
@@ -310,7 +249,7 @@ def format_plan(p: Mapping[str, Any]) -> str:
         f"((raw + generated) x {p['template_overhead']:g} template overhead; synthesizer's tokenizer)",
     ]
     if (mix := p.get("mix")) is not None:
-        parts = ", ".join(f"{k} {_n(v)}" for k, v in mix.items() if k not in _MIX_META)
+        parts = ", ".join(f"{k} {_n(v)}" for k, v in mix.items() if k not in MIX_META)
         lines.append(f"mix ({mix['recipe']}): ~{_n(mix['total'])} training tokens ({parts}; tokenizer "
                      f"{mix['tokenizer']}, vocabulary {mix['vocab_size']:,})")  # fmt: skip
         if mix.get("tokens_per_synthesizer_token", 1) != 1:

@@ -30,8 +30,10 @@ def plan(config_path: str, overrides: tuple[str, ...], sample: int | None, tok_p
     generations, generated tokens, training tokens after templify and mix, and GPU-hours.
 
     The tokenizer is synthesize.tokenizer (or synthesize.model): a local folder when offline.
-    Documents too long for the context are split exactly as synthesis splits them. The mix
-    totals are in tokens of mix.tokenizer (the trained model's), as `instructpt mix` counts them.
+    Documents too long for the context are split exactly as synthesis splits them; with
+    synthesize.fraction only the documents it converts are counted (chosen by id). The mix
+    totals are in tokens of mix.tokenizer (the trained model's), as `instructpt mix` counts them:
+    the scratch raw share less the converted documents, mix.ft_data rendered and repeated.
     """
     from ..config import load_config
     from ..planning import DEFAULT_GENERATED_SHARE, format_plan

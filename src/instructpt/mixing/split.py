@@ -61,10 +61,12 @@ def _sources(config: MixConfig) -> tuple[SourceSpec | None, SourceSpec | None]:
     return names.get("augmented"), names.get("raw")
 
 
-def with_corpus_split(config: MixConfig, inputs: dict[str, list[Any]], log: Callable[[str], None]
+def with_corpus_split(config: MixConfig, inputs: dict[str, list[Any]], log: Callable[[str], None],
+                      trace: Callable[[str], tuple[Path, dict[str, Any]] | None] = trace_synthesis
                       ) -> MixConfig:  # fmt: skip
     """`config` with its `corpus_split` (the raw files to take the complement of, and F) and the
-    raw source read with the synthesize run's id and text fields; unchanged when nothing applies."""
+    raw source read with the synthesize run's id and text fields; unchanged when nothing applies.
+    `trace`: the synthesize run behind an augmented path (`instructpt plan`: the run to come)."""
     augmented, raw = _sources(config)
     if augmented is None or raw is None or config.corpus_split is not None:
         return config
@@ -73,7 +75,7 @@ def with_corpus_split(config: MixConfig, inputs: dict[str, list[Any]], log: Call
     fields: dict[str, str] = {}
     raw_files = [f for p in raw.paths for f in inputs[p]]
     for path in augmented.paths:
-        traced = trace_synthesis(path)
+        traced = trace(path)
         if traced is None:
             continue
         folder, settings = traced
