@@ -4,44 +4,55 @@ The model is built from Mistral-7B-v0.1's config values (hidden 4096, 32 layers,
 heads, MLP 14336, vocab 32000) with random bf16 weights: speed depends on the shape, not on the
 weights. Documents are prose of ~600 tokens; generations are forced to `--gen-tokens` (EOS
 ignored) so every engine does the same work; 2 rounds, as the method prescribes (docs/method.md).
-Each part appends its figures to OUT/gpu.json as soon as it ends, so a run cut short keeps them:
 
-* `matmul`: the GPU's measured bf16 matrix rate (8192^3, mean of 10 after 3 warm-ups): the
-  physical bound is that rate / (2 x parameters) FLOP per processed (prompt or generated) token.
-* `hf` modes: our transformers engine through `synthesize_batch` (length-sorted static batches,
-  left padding, sdpa) at the old fixed budget (65,536 tokens), the memory-derived default, a
-  larger batch cap, transformers' continuous batching, and a static KV cache (compiled decoding,
-  in a subprocess with its own time limit). For each: raw / generated tokens/s, documents/s,
-  peak memory, the GPU's busy share (NVML utilization sampled every 50 ms) and where the wall
-  time goes (inside `model.generate`, the engine's own work around it, the rounds' Python
-  outside the engine: prompt building, tokenization, parsing), and the padding share.
-* `train`: `train_synthesizer` (full fine-tuning and LoRA) on 4,096-token sequences: step time,
-  trained tokens/s and peak memory (the in-memory model is handed to it; saving is skipped).
+Two kinds of run:
 
-    python benchmarks/synthesize_gpu.py --out DIR [--deadline 480]   # on a GPU
-    python benchmarks/synthesize_gpu.py --tiny --out /tmp/gpu-smoke   # CPU smoke test
+* `--small N` (the one for a short GPU session): the modes named by `--modes` (`eager`,
+  `static_cache`, `continuous`; the `eager` baseline always runs first) on the same N documents,
+  EACH IN ITS OWN PROCESS under `--mode-timeout` seconds (a hung mode is killed with its process
+  group, its phase and figures so far recorded), all within `--deadline` seconds. OUT/gpu-small.json
+  is rewritten after every mode, so a run cut short keeps what it measured. Every mode warms up
+  first: `static_cache` with a whole pass on the same documents (it compiles every shape the
+  measured pass meets: compile time is reported apart from the steady-state figures), the others
+  with 16 documents. Per mode: raw / generated tokens/s, documents/s, peak memory, GPU busy share,
+  versions and GPU name; modes/KEY.log holds each process's output.
+* without `--small`, in one process (figures appended to OUT/gpu.json as each part ends):
+  `matmul` (the GPU's bf16 matrix rate, 8192^3, mean of 10 after 3 warm-ups; the physical bound is
+  that rate / (2 x parameters) FLOP per processed token); `hf` modes through `synthesize_batch`
+  (length-sorted static batches, left padding, sdpa) at the old fixed budget (65,536 tokens), the
+  memory-derived default, a larger batch cap and continuous batching, with the share of wall time
+  inside `model.generate`, in the engine around it, and outside the engine, and the padding share;
+  `train` (`train_synthesizer`, full and LoRA, on 4,096-token sequences: step time, tokens/s,
+  peak memory); last the static KV cache mode in its own process.
+
+    python benchmarks/synthesize_gpu.py --small 256 --mode-timeout 240 --deadline 420 --flops 781.9 --out DIR
+    python benchmarks/synthesize_gpu.py --out DIR [--deadline 480]            # everything, on a GPU
+    python benchmarks/synthesize_gpu.py --tiny --small 4 --compile-backend eager --out /tmp/gpu-smoke  # CPU
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib.metadata
 import json
-import statistics
+import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-MISTRAL_7B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                  num_key_value_heads=8, vocab_size=32000, max_position_embeddings=32768,
-                  rms_norm_eps=1e-5, rope_theta=10000.0, sliding_window=None)  # fmt: skip
-TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=32000, max_position_embeddings=4096)  # fmt: skip
+from gpu_measure import SMALL_MODES, build, child, documents, env_info, matmul, run_mode  # noqa: E402
+from gpu_train import train_part, unwrap_lora  # noqa: E402
+from instructpt.io.files import read_json_or_none, write_json  # noqa: E402
+
 # name, engine settings, documents (GPU); the tiny run uses few documents for each
 MODES = [
     ("hf budget=65536 (old default)", dict(max_batch_tokens=65536), 256),
@@ -49,392 +60,275 @@ MODES = [
     ("hf budget=auto max_batch_size=512", dict(max_batch_size=512), 1024),
     ("hf continuous batching", dict(continuous_batching=True), 512),
 ]
-COMPILED = ("hf static_cache (compiled decoding)", dict(static_cache=True), 256)
+COMPILED_DOCS = 256
+MIN_MODE_S = 15  # a mode is not started with less time than this left
+LOG_TAIL = 1500
 
 
 class Results:
-    def __init__(self, out: Path) -> None:
-        out.mkdir(parents=True, exist_ok=True)
-        self.path, self.data = out / "gpu.json", {"parts": []}
+    """The figures so far, rewritten (atomically) after every part."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.data = path, {"parts": []}
 
     def add(self, row: dict) -> None:
         print(json.dumps(row), flush=True)
         self.data["parts"].append(row)
-        self.path.write_text(json.dumps(self.data, indent=1))
+        write_json(self.path, self.data)
+
+    def rows(self, part: str) -> list[dict]:
+        return [r for r in self.data["parts"] if r.get("part") == part]
 
 
-class Sampler:
-    """NVML GPU utilization every 50 ms in a thread (the share of time a kernel ran)."""
-
-    def __init__(self, torch, on: bool) -> None:
-        self.torch, self.on, self.samples, self.stop = torch, on, [], threading.Event()
-
-    def __enter__(self):
-        if self.on:
-            self.thread = threading.Thread(target=self._run, daemon=True)
-            self.thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self.stop.wait(0.05):
-            try:
-                self.samples.append(self.torch.cuda.utilization())
-            except Exception:  # noqa: BLE001 - no NVML: no figure
-                return
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-
-    def busy(self) -> float | None:
-        return round(statistics.mean(self.samples), 1) if self.samples else None
+def host_env(args: argparse.Namespace) -> dict:
+    """What the parent knows without touching the GPU (each mode's row has what torch saw)."""
+    row: dict[str, Any] = {"part": "env", "python": sys.version.split()[0], "argv": sys.argv[1:]}
+    for name in ("torch", "transformers", "triton"):
+        try:
+            row[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            row[name] = None
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
+        try:
+            row["gpu"] = subprocess.run(query, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as exc:
+            row["gpu"] = f"nvidia-smi failed: {exc}"
+    row["cpus"] = os.cpu_count()
+    return row
 
 
-def build(args):
-    import torch
-    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
-
-    from common import mistral_v01_tokenizer, synthetic_documents
-    from instructpt.testing import train_tokenizer
-
-    rust = mistral_v01_tokenizer() or train_tokenizer(
-        [d["text"] for d in synthetic_documents(200, 300)], 8000
-    )
-    hf_tok = PreTrainedTokenizerFast(
-        tokenizer_object=rust, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
-    )
-    shape = TINY if args.tiny else MISTRAL_7B
-    config = MistralConfig(**{**shape, "vocab_size": max(shape["vocab_size"], rust.get_vocab_size())},
-                           bos_token_id=1, eos_token_id=2)  # fmt: skip
-    torch.manual_seed(0)
-    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
-    torch.set_default_dtype(dtype)
-    with torch.device(args.device):
-        model = MistralForCausalLM(config)
-    torch.set_default_dtype(torch.float32)
-    return model.eval(), hf_tok, rust
+def kill_group(process: subprocess.Popen) -> None:
+    """End the mode's process and everything it started (compile workers): SIGKILL to its group."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
-def documents(rust, n: int, doc_tokens: int):
-    from common import synthetic_documents
-    from instructpt.records import Document
-
-    calibration = synthetic_documents(20, 400, seed=1)
-    per_word = sum(len(rust.encode(d["text"]).ids) for d in calibration) / (20 * 400)
-    return [Document(d["id"], d["text"]) for d in synthetic_documents(n, int(doc_tokens / per_word))]
+def log_tail(path: Path, n: int = LOG_TAIL) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
 
 
-def matmul(torch, tiny: bool) -> dict:
-    n = 512 if tiny else 8192
-    a = torch.randn(n, n, dtype=torch.bfloat16, device="cuda" if not tiny else "cpu")
-    b = torch.randn_like(a)
-    sync = torch.cuda.synchronize if not tiny else (lambda: None)
-    for _ in range(3):
-        a @ b
-    sync()
+EXCEPTION_LINE = re.compile(r"(?:[A-Za-z_]\w*\.)*[A-Z]\w*: ")  # `torch._dynamo.exc.InvalidBackend: ...`
+
+
+def last_error(log: str) -> str:
+    """The last line of the log that names an exception, else its last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if EXCEPTION_LINE.match(line):
+            return line[:400]
+    return lines[-1][:400] if lines else "no output"
+
+
+def how_it_ended(rc: int) -> str:
+    if rc < 0:
+        try:
+            return f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            pass
+    return f"exit status {rc}"
+
+
+def run_child(key: str, docs: int, limit: float, args: argparse.Namespace) -> dict:
+    """Mode `key` on `docs` documents in its own process group, killed after `limit` seconds."""
+    folder = args.out / "modes"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in (folder / f"{key}.json", folder / f"{key}.progress.json"):
+        stale.unlink(missing_ok=True)
+    command = [sys.executable, __file__, "--child", key, "--small", str(docs), "--out", str(args.out),
+               "--doc-tokens", str(args.doc_tokens), "--gen-tokens", str(args.gen_tokens)]  # fmt: skip
+    command += ["--tiny"] if args.tiny else []
+    command += ["--flops", str(args.flops)] if args.flops else []
+    command += ["--compile-backend", args.compile_backend] if args.compile_backend else []
+    log = folder / f"{key}.log"
     started = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    sync()
-    seconds = (time.perf_counter() - started) / 10
-    return {"part": "matmul", "n": n, "tflops": round(2 * n**3 / seconds / 1e12, 1)}
-
-
-def run_mode(name, settings, n_docs, model, hf_tok, rust, args, flops_rate) -> dict:
-    import torch
-
-    from instructpt.engines.hf import HFEngine
-    from instructpt.synthesis.rounds import RoundSettings, synthesize_batch
-    from instructpt.tokenization import Tokenizer
-
-    on_gpu = args.device == "cuda"
-    docs = documents(rust, n_docs if not args.tiny else 8, args.doc_tokens)
-    budget = settings.get("max_batch_tokens")
-    engine = HFEngine(model, Tokenizer(hf_tok), 4096, max_batch_tokens=budget, model_name="mistral-7b-shape")
-    engine.ignore_eos = True
-    engine.continuous_batching = settings.get("continuous_batching", False)
-    engine.max_batch_size = settings.get("max_batch_size", engine.max_batch_size)
-    engine.static_cache = settings.get("static_cache", False)
-    clock = {"engine": 0.0, "model_generate": 0.0, "prompt_tokens": 0, "cells": 0, "real": 0}
-    inner_generate, inner_model_generate = engine.generate, model.generate
-
-    def timed_generate(requests):
-        clock["prompt_tokens"] += sum(len(r.prompt_ids) for r in requests)
-        started = time.perf_counter()
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            return inner_generate(requests)
-        finally:
-            clock["engine"] += time.perf_counter() - started
+            rc: int | None = process.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            kill_group(process)
+            rc = None
+        except BaseException:  # interrupted (SIGTERM, Ctrl-C): leave no mode running
+            kill_group(process)
+            raise
+    wall = round(time.perf_counter() - started, 1)
+    row = read_json_or_none(folder / f"{key}.json")
+    if isinstance(row, dict):  # its figures are complete even if it then failed to exit cleanly
+        if rc != 0:
+            row["exit_note"] = "killed at the time limit" if rc is None else how_it_ended(rc)
+            row["exit_note"] += " after writing its figures"
+        return {**row, "wall_seconds": wall}
+    progress = read_json_or_none(folder / f"{key}.progress.json") or {}
+    failed: dict[str, Any] = {"part": "synthesize", "mode": SMALL_MODES[key][0], "mode_key": key,
+                              "documents": docs, "wall_seconds": wall}  # fmt: skip
+    failed.update({k: v for k, v in progress.items() if k not in ("pid", "phase")})
+    phase = progress.get("phase", "start-up")
+    if rc is None:
+        failed["error"] = f"timeout: not done within {round(limit, 1):g} s (during: {phase}); killed"
+    else:
+        failed["error"] = f"{how_it_ended(rc)} during {phase}: {last_error(log_tail(log, 20000))}"
+    failed["child_pid"] = process.pid
+    failed["log_tail"] = log_tail(log)
+    return failed
 
-    def timed_model_generate(*a, **kw):
-        mask = kw.get("attention_mask")
-        if mask is not None:
-            clock["cells"] += mask.numel()
-            clock["real"] += int(mask.sum())
-        started = time.perf_counter()
-        try:
-            return inner_model_generate(*a, **kw)
-        finally:
-            if on_gpu:
-                torch.cuda.synchronize()
-            clock["model_generate"] += time.perf_counter() - started
 
-    engine.generate = timed_generate
-    model.generate = timed_model_generate
-    settings_r = RoundSettings(rounds=2, max_new_tokens=args.gen_tokens if not args.tiny else 16)
-    if on_gpu:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        torch.cuda.synchronize()
+def small(args: argparse.Namespace, left: Any) -> None:
+    """The `--modes` on the same N documents, one process each; JSON rewritten after every mode."""
+    results = Results(args.out / "gpu-small.json")
+    results.add(host_env(args))
+    keys = ["eager", *[k for k in args.modes if k != "eager"]]
     try:
-        with Sampler(torch, on_gpu) as sampler:
-            started = time.perf_counter()
-            result = synthesize_batch(docs, engine, settings_r)
-            if on_gpu:
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - started
-    finally:
-        del model.generate  # the class's method again
-    c = result.counts
-    processed = clock["prompt_tokens"] + c["generated_tokens"]
-    bound = (
-        c["raw_tokens"] / (processed * 2 * model.num_parameters() / (flops_rate * 1e12))
-        if flops_rate
-        else None
-    )
-    static = not engine.continuous_batching
-    return {
-        "part": "synthesize", "mode": name, "documents": c["documents"], "seconds": round(seconds, 2),
-        "max_batch_tokens": engine.max_batch_tokens, "max_batch_size": engine.max_batch_size,
-        "raw_tokens_per_s": round(c["raw_tokens"] / seconds),
-        "generated_tokens_per_s": round(c["generated_tokens"] / seconds),
-        "documents_per_s": round(c["documents"] / seconds, 2),
-        "processed_tokens_per_doc": round(processed / max(c["documents"], 1)),
-        "compute_bound_raw_tokens_per_s": round(bound) if bound else None,
-        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1) if on_gpu else None,
-        "gpu_busy_pct": sampler.busy(),
-        "share_model_generate_pct": round(100 * clock["model_generate"] / seconds, 1) if static else None,
-        "share_engine_other_pct": round(100 * (clock["engine"] - clock["model_generate"]) / seconds, 1)
-        if static else None,
-        "share_outside_engine_pct": round(100 * (seconds - clock["engine"]) / seconds, 1),
-        "padding_pct": round(100 * (1 - clock["real"] / clock["cells"]), 1) if clock["cells"] else None,
-    }  # fmt: skip
+        for key in keys:
+            limit = min(args.mode_timeout, left() - 2)
+            if limit < min(MIN_MODE_S, args.mode_timeout):
+                why = f"deadline: {max(left(), 0):.0f} s left of --deadline {args.deadline:g}"
+                label = SMALL_MODES[key][0]
+                results.add({"part": "synthesize", "mode": label, "mode_key": key, "skipped": why})
+                continue
+            row = run_child(key, args.small, limit, args)
+            eager = [
+                r for r in results.rows("synthesize") if r.get("mode_key") == "eager" and "error" not in r
+            ]
+            if eager and "raw_tokens_per_s" in row and key != "eager":
+                ratio = row["raw_tokens_per_s"] / eager[0]["raw_tokens_per_s"]
+                row["raw_vs_eager"] = float(f"{ratio:.3g}")
+            results.add(row)
+    except BaseException as exc:
+        results.add({"part": "run", "interrupted": type(exc).__name__, "seconds_left": round(left(), 1)})
+        raise
+    results.add({"part": "run", "done": True, "seconds_left": round(left(), 1)})
 
 
-def train_part(lora: bool, model, hf_tok, rust, args, work: Path) -> dict:
-    """`train_synthesizer` on the in-memory model: step times from a callback, saving skipped."""
+def full(args: argparse.Namespace, left: Any) -> None:
+    """Everything in one process (the compiled mode last, in its own)."""
     import torch
     import transformers
 
-    from common import realistic_generation, synthetic_documents
-    from instructpt.finetune.train import TrainConfig, train_synthesizer
-    from instructpt.synthesis.format import parse_pairs
-
-    pairs = [
-        {"instruction": p.instruction, "response": p.response} for p in parse_pairs(realistic_generation())
-    ]
-    data = work / "ft.jsonl"
-    with open(data, "w") as handle:
-        for i, d in enumerate(synthetic_documents(200, 450 if not args.tiny else 40, seed=2)):
-            handle.write(json.dumps({"context": d["text"], "pairs": pairs, "dataset": f"set{i % 2}"}) + "\n")
-    hf_tok.save_pretrained(work / "tok")
-    steps: list[float] = []
-
-    class Timer(transformers.TrainerCallback):
-        def on_step_end(self, *a, **kw):
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            steps.append(time.perf_counter())
-
-    original_init, original_load = (
-        transformers.Trainer.__init__,
-        transformers.AutoModelForCausalLM.from_pretrained,
-    )
-    original_save, original_checkpoint = (
-        transformers.Trainer.save_model,
-        transformers.Trainer._save_checkpoint,
-    )
-
-    def init(self, *a, **kw):
-        original_init(self, *a, **kw)
-        self.add_callback(Timer())
-
-    transformers.Trainer.__init__ = init
-    transformers.AutoModelForCausalLM.from_pretrained = lambda *a, **kw: model
-    transformers.Trainer.save_model = lambda *a, **kw: None  # 14.5 GB of random weights: not written
-    transformers.Trainer._save_checkpoint = lambda *a, **kw: None
-    max_len = 4096 if not args.tiny else 1024
-    accum = 2
-    output = str(work / ("lora" if lora else "full"))
-    config = TrainConfig(base=str(work / "tok"), data=str(data), output=output,
-                         lora=lora, max_len=max_len, grad_accum=accum, max_steps=6 if not args.tiny else 3,
-                         logging_steps=1, learning_rate=1e-5)  # fmt: skip
-    if args.device == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    try:
-        figures = train_synthesizer(config, log=lambda *_: None)
-    finally:
-        transformers.Trainer.__init__ = original_init
-        transformers.AutoModelForCausalLM.from_pretrained = original_load
-        transformers.Trainer.save_model = original_save
-        transformers.Trainer._save_checkpoint = original_checkpoint
-    gaps = [b - a for a, b in zip(steps, steps[1:])]  # the first step (warm-up) is left out
-    step = statistics.median(gaps) if gaps else None
-    tokens_per_step = accum * figures["tokens"] / max(figures["sequences"], 1)
-    return {
-        "part": "train", "mode": "LoRA r=16 all-linear" if lora else "full fine-tuning", "max_len": max_len,
-        "grad_accum": accum, "steps_timed": len(gaps), "seconds_per_step": round(step, 2) if step else None,
-        "tokens_per_s": round(tokens_per_step / step) if step else None,
-        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)
-        if args.device == "cuda" else None,
-        "last_loss": figures.get("last_loss"),
-    }  # fmt: skip
-
-
-def unwrap_lora(model) -> None:
-    """Put the base layers back where LoRA wrapped them (peft injects in place)."""
-    for name, module in list(model.named_modules()):
-        if "." in name and hasattr(module, "base_layer") and hasattr(module, "lora_A"):
-            parent, child = name.rsplit(".", 1)
-            setattr(model.get_submodule(parent), child, module.get_base_layer())
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
-    disable()
-    model.eval()
-
-
-class ModeTimeout(Exception):
-    pass
-
-
-def small(args, results: Results) -> None:
-    """Eager static batches, compiled decoding and continuous batching on the same N documents."""
-    import signal
-
-    def alarm(*_):
-        raise ModeTimeout(f"not done within {args.mode_timeout} s")
-
-    signal.signal(signal.SIGALRM, alarm)
-    results.path = args.out / "gpu-small.json"
-    model, hf_tok, rust = build(args)
-    run_mode("warm-up", dict(max_batch_tokens=65536), 16, model, hf_tok, rust, args, None)
-    for name, settings in [
-        ("hf budget=auto (eager)", {}),
-        (COMPILED[0], COMPILED[1]),
-        (MODES[3][0], MODES[3][1]),
-    ]:
-        signal.alarm(args.mode_timeout)
-        try:
-            results.add(run_mode(name, settings, args.small, model, hf_tok, rust, args, args.flops))
-        except Exception as exc:  # noqa: BLE001 - a timeout or a mode this machine cannot run
-            results.add({"part": "synthesize", "mode": name, "documents": args.small,
-                         "error": f"{type(exc).__name__}: {str(exc)[:300]}"})  # fmt: skip
-        finally:
-            signal.alarm(0)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--doc-tokens", type=int, default=600)
-    parser.add_argument("--gen-tokens", type=int, default=300)
-    parser.add_argument(
-        "--deadline", type=float, default=480, help="seconds: parts that would not fit are skipped"
-    )
-    parser.add_argument("--tiny", action="store_true", help="a tiny model on CPU: checks the script runs")
-    parser.add_argument("--only", choices=["compiled"], help="run one mode alone (used for the subprocess)")
-    parser.add_argument("--flops", type=float, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--small", type=int, default=0, help="N documents: eager, compiled and continuous "
-                        "batching side by side, each under --mode-timeout seconds")  # fmt: skip
-    parser.add_argument("--mode-timeout", type=int, default=90)
-    args = parser.parse_args()
-    t0 = time.perf_counter()
-    left = lambda: args.deadline - (time.perf_counter() - t0)  # noqa: E731
-
-    import torch
-    import transformers
-
-    args.device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
-    results = Results(args.out)
-    if args.small:
-        small(args, results)
-        return
-    if args.only:
-        model, hf_tok, rust = build(args)
-        results.path = args.out / "gpu-compiled.json"
-        results.add(run_mode(*COMPILED, model, hf_tok, rust, args, args.flops))
-        return
-    gpu = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    results.add({"part": "env", "device": gpu, "torch": torch.__version__,
-                 "transformers": transformers.__version__,
-                 "cuda": torch.version.cuda, "python": sys.version.split()[0]})  # fmt: skip
+    results = Results(args.out / "gpu.json")
+    results.add({"part": "env", **env_info(torch, transformers, args.device)})
     rate = matmul(torch, args.tiny)
     results.add(rate)
+    args.flops = args.flops or rate["tflops"]
     started = time.perf_counter()
     model, hf_tok, rust = build(args)
-    results.add(
-        {
-            "part": "model",
-            "parameters": model.num_parameters(),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-    )
-    run_mode("warm-up", dict(max_batch_tokens=65536), 16, model, hf_tok, rust, args, None)
-    for name, settings, n in MODES[:3]:
-        if left() < 60:
-            results.add({"part": "synthesize", "mode": name, "skipped": "deadline"})
-            continue
+    results.add({"part": "model", "parameters": model.num_parameters(),
+                 "seconds": round(time.perf_counter() - started, 1)})  # fmt: skip
+
+    def mode(name: str, settings: dict, n: int, model: Any) -> None:
+        docs = documents(rust, n if not args.tiny else 8, args.doc_tokens)
         try:
-            results.add(run_mode(name, settings, n, model, hf_tok, rust, args, rate["tflops"]))
+            results.add(run_mode(name, settings, docs, model, hf_tok, args, args.flops))
         except Exception as exc:  # noqa: BLE001 - report a mode this machine cannot run, go on
             results.add(
                 {"part": "synthesize", "mode": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             )
             gc.collect()
             torch.cuda.empty_cache() if args.device == "cuda" else None
+
+    run_mode(
+        "warm-up",
+        dict(max_batch_tokens=65536),
+        documents(rust, 16, args.doc_tokens),
+        model,
+        hf_tok,
+        args,
+        None,
+    )
+    for name, settings, n in MODES[:3]:
+        if left() < 60:
+            results.add({"part": "synthesize", "mode": name, "skipped": "deadline"})
+            continue
+        mode(name, settings, n, model)
     work = Path(tempfile.mkdtemp(prefix="instructpt-train-"))  # data and tokenizer for train-synthesizer
     for lora in (False, True):
         if left() < 70:
             results.add({"part": "train", "lora": lora, "skipped": "deadline"})
             continue
         try:
-            results.add(train_part(lora, model, hf_tok, rust, args, work))
+            results.add(train_part(lora, model, hf_tok, args, work))
         except Exception as exc:  # noqa: BLE001
             results.add({"part": "train", "lora": lora, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
         gc.collect()
         torch.cuda.empty_cache() if args.device == "cuda" else None
     unwrap_lora(model)
-    name, settings, n = MODES[3]
     if left() > 60:
-        try:
-            results.add(run_mode(name, settings, n, model, hf_tok, rust, args, rate["tflops"]))
-        except Exception as exc:  # noqa: BLE001
-            results.add(
-                {"part": "synthesize", "mode": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-            )
+        mode(*MODES[3], model)
     del model
     gc.collect()
     torch.cuda.empty_cache() if args.device == "cuda" else None
-    budget = int(left())
-    if budget < 90:
-        results.add({"part": "synthesize", "mode": COMPILED[0], "skipped": "deadline"})
+    if left() < 90:
+        results.add({"part": "synthesize", "mode": SMALL_MODES["static_cache"][0], "skipped": "deadline"})
         return
-    command = [sys.executable, __file__, "--only", "compiled", "--out", str(args.out),
-               "--flops", str(rate["tflops"]), "--doc-tokens", str(args.doc_tokens),
-               "--gen-tokens", str(args.gen_tokens)] + (["--tiny"] if args.tiny else [])  # fmt: skip
-    try:
-        done = subprocess.run(command, timeout=budget, capture_output=True, text=True)
-        tail = (done.stdout + done.stderr)[-600:]
-        results.add(
-            {"part": "synthesize", "mode": COMPILED[0], "subprocess_rc": done.returncode, "tail": tail}
-        )
-    except subprocess.TimeoutExpired:
-        results.add(
-            {"part": "synthesize", "mode": COMPILED[0], "error": f"not done within {budget} s (compiling)"}
-        )
+    results.add(run_child("static_cache", COMPILED_DOCS if not args.tiny else 8, left() - 5, args))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--doc-tokens", type=int, default=600)
+    parser.add_argument("--gen-tokens", type=int, default=None, help="default: 300 (16 with --tiny)")
+    parser.add_argument("--deadline", type=float, default=480,
+                        help="seconds for the whole run: parts and modes that would not fit "
+                        "are skipped")  # fmt: skip
+    parser.add_argument("--tiny", action="store_true", help="a tiny model on CPU: checks the script runs")
+    parser.add_argument("--flops", type=float, default=None, help="the measured bf16 TFLOP/s (for the bound)")
+    parser.add_argument("--small", type=int, default=0, help="N documents: the --modes side by side, "
+                        "each in its own process under --mode-timeout seconds")  # fmt: skip
+    parser.add_argument("--modes", default=",".join(SMALL_MODES),
+                        help=f"with --small: a comma list of {', '.join(SMALL_MODES)} "
+                        "(eager always runs, first)")  # fmt: skip
+    parser.add_argument("--mode-timeout", type=float, default=240)
+    parser.add_argument("--compile-backend", default=None,
+                        help="torch.compile backend for static_cache (default: transformers' own, "
+                        "GPU only; `eager` traces the decoding step with dynamo on CPU without "
+                        "generating code)")  # fmt: skip
+    parser.add_argument("--child", choices=list(SMALL_MODES), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in args.modes if m not in SMALL_MODES]
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)} in --modes; choose from {', '.join(SMALL_MODES)}")
+    if args.child and args.small < 1:
+        parser.error("--child needs --small N (the number of documents)")
+    if args.gen_tokens is None:
+        args.gen_tokens = 16 if args.tiny else 300
+    values = {"--small": args.small or 1, "--doc-tokens": args.doc_tokens, "--gen-tokens": args.gen_tokens,
+              "--mode-timeout": args.mode_timeout, "--deadline": args.deadline}  # fmt: skip
+    if bad := [name for name, value in values.items() if value <= 0]:
+        parser.error(f"{', '.join(bad)} must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    t0 = time.perf_counter()
+    args = parse_args(argv)
+
+    def left() -> float:
+        return args.deadline - (time.perf_counter() - t0)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.small and not args.child:  # the parent touches no GPU: each mode's process does
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill from outside: record it
+        small(args, left)
+        return
+    import torch
+
+    args.device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
+    if args.child:
+        child(args)
+        sys.stdout.flush()
+        os._exit(0)  # figures written: no wait on worker threads or compile workers at exit
+    else:
+        full(args, left)
 
 
 if __name__ == "__main__":

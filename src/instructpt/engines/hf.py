@@ -198,7 +198,12 @@ class HFEngine(Engine):
                                             generation_config=config, progress_bar=False)  # fmt: skip
         completions = []
         for i, r in enumerate(requests):
-            result = outputs[f"req_{i}"]
+            result = outputs.get(f"req_{i}")  # missing when transformers' worker thread died
+            if result is None:
+                raise RuntimeError(
+                    f"continuous batching returned no result for request {i} of {len(requests)} "
+                    "(transformers' generation thread ended early)"
+                )
             if result.error:
                 raise RuntimeError(f"continuous batching failed on a request: {result.error}")
             row = list(result.generated_tokens)[: r.max_new_tokens]
