@@ -13,7 +13,7 @@ the median with the min-max spread. Timed: classifying pair kinds, choosing mode
 patterns, rendering (not reading or writing shards). Then the same rows end to end through
 the CLI, `instructpt templify SYNTH -o OUT` in a fresh process (a synthesize folder written
 here first, Parquet; start-up, reading, rendering, writing, manifest included), once per code
-version (`PYTHONPATH=<its src>`).
+version (`PYTHONPATH=<its src>`), in wall-clock and in CPU time.
 
     python benchmarks/templify_speed.py [--docs 20000] [--repeat 5] [--against /tmp/old/src]
 """
@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -67,6 +69,20 @@ def worker(rows_path: str) -> None:
         return {"texts": sum(1 for _ in templify(rows, seed=0, stats=TemplifyStats()))}
 
     serve(run, ready=instructpt.__file__)
+
+
+def with_cpu(run: Callable[[], float], cpu: list[float]) -> Callable[[], float]:
+    """`run` (a CLI variant), also appending to `cpu` the CPU seconds its process used: a figure
+    that other processes on the machine disturb less than the wall clock."""
+
+    def timed() -> float:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds = run()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        return seconds
+
+    return timed
 
 
 def write_synthesize_folder(rows: list[dict], folder: Path) -> None:
@@ -132,15 +148,17 @@ def main() -> None:
             return
         synth = Path(tmp) / "synth"
         write_synthesize_folder(rows, synth)
-        variants = {}
+        variants, cpu = {}, {}
         for name, src in trees.items():  # each tree's CLI: PYTHONPATH=<its src> instructpt ...
             out = str(Path(tmp) / f"texts-{len(variants)}")
-            variants[f"instructpt templify (CLI), {name}"] = cli(
-                "templify", str(synth), "-o", out, "--overwrite", env={"PYTHONPATH": str(src)}
-            )
+            label = f"instructpt templify (CLI), {name}"
+            run = cli("templify", str(synth), "-o", out, "--overwrite", env={"PYTHONPATH": str(src)})
+            variants[label] = with_cpu(run, cpu.setdefault(label, []))
         e2e = compare(variants, repeats=args.repeat)
         print(f"end to end, fresh process, Parquet in and out (load {load_now()}):")
         table(args.docs, "documents", e2e)
+        print("the same runs in CPU time (the CLI process's user + system):")
+        table(args.docs, "documents", {n: c[-args.repeat :] for n, c in cpu.items()})  # no warm-up
 
 
 if __name__ == "__main__":

@@ -173,10 +173,8 @@ def test_hf_engine_end_to_end(tmp_path, corpus, tiny_model):
 
 
 def _shards_done(out: Path) -> int:
-    try:
-        return len(json.loads((out / "manifest.json").read_text())["shards"])
-    except (OSError, ValueError):
-        return 0
+    """Shards with a marker (the manifest's table of them is only rewritten every few seconds)."""
+    return len([p for p in (out / "shards").glob("part-*.json") if not p.name.endswith(".failed.json")])
 
 
 def _cli(*args: str) -> list[str]:

@@ -180,7 +180,7 @@ def plan(config: RunConfig, sample: int | None = None, tok_per_s: float | None =
          generated_share: float = DEFAULT_GENERATED_SHARE) -> dict[str, Any]:  # fmt: skip
     """The budget of `config`: documents, raw tokens, generations, generated tokens (bound and
     expected), augmented and mixed training tokens, GPU-hours. Figures scaled from a sample say so."""
-    from .planning_mix import MixCounter, mix_budget
+    from .planning_mix import MixCounter, mix_budget, scratch_refusal
     from .tokenization import load_tokenizer
 
     if tok_per_s is not None and not (math.isfinite(tok_per_s) and tok_per_s > 0):
@@ -215,6 +215,7 @@ def plan(config: RunConfig, sample: int | None = None, tok_per_s: float | None =
         "template_overhead": TEMPLATE_OVERHEAD,
         "augmented_tokens": augmented,
         "mix": mix_budget(config, augmented, MixCounter.load(config, tokenizer, sample), c),
+        "warnings": [w for w in (scratch_refusal(config),) if w],  # what would fail after the GPU hours
     }
     rates = {"--tok-per-s": tok_per_s} if tok_per_s is not None else THROUGHPUTS
     result["gpu_hours"] = [{"at": name, "raw_tok_per_s": rate, "hours": raw / rate / 3600}
@@ -260,4 +261,5 @@ def format_plan(p: Mapping[str, Any]) -> str:
     for rate in p["gpu_hours"]:
         hours = f"{rate['hours']:,.1f}" if rate["hours"] >= 10 else f"{rate['hours']:.2g}"
         lines.append(f"GPU-hours:    {hours} at {rate['raw_tok_per_s']:,.0f} raw tok/s ({rate['at']})")
+    lines.extend(f"warning: {w}" for w in p.get("warnings", []))
     return "\n".join(lines)

@@ -143,6 +143,31 @@ def mix_budget(config: RunConfig, augmented: int, counter: MixCounter | None, co
     return {"recipe": m.recipe, **head, **sources, "total": sum(sources.values()), "notes": notes}
 
 
+def scratch_refusal(config: RunConfig) -> str | None:
+    """Why `instructpt mix` would refuse the scratch recipe of `config` once synthesis is done, or
+    None: with synthesize.fraction 1 every document of a synthesize input is converted, so the same
+    file given again in mix.raw would be trained on twice (mixing/split.py refuses it). Said by
+    `instructpt plan`, and by `instructpt run` before any stage, not after the GPU hours."""
+    from .io.corpus import expand_inputs
+    from .mixing.split import file_key
+
+    m, s = config.mix, config.synthesize
+    if m is None or m.recipe != "scratch" or s.fraction < 1 or not m.raw:
+        return None
+    try:
+        converted = {file_key(f) for f in expand_inputs(s.inputs)}
+        both = [str(f) for f in expand_inputs(m.raw) if file_key(f) in converted]
+    except (UsageError, OSError):  # a missing input: the stage that reads it says so
+        return None
+    if not both:
+        return None
+    more = f" (and {len(both) - 1} more)" if len(both) > 1 else ""
+    return (f"mix.raw {both[0]}{more} is also a synthesize input, converted whole (synthesize.fraction "
+            f"{s.fraction:g}): mix would refuse to train on its documents twice, after synthesis. Set "
+            "synthesize.fraction below 1 (mix then takes the rest as raw), or give mix.raw other "
+            "files")  # fmt: skip
+
+
 def _mix_config(config: RunConfig, log: Callable[[str], None]) -> MixConfig:
     """The mix of `instructpt run CONFIG` as `instructpt mix` will see it (workflow.py): the
     recipe's sources, and the scratch raw share's corpus split taken from the synthesize settings

@@ -9,12 +9,10 @@ a YAML file into a `RunConfig` and re-exports them.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from .engines.options import EngineOptions
 from .engines.registry import EngineSpec, registry
@@ -23,27 +21,11 @@ from .io.files import safe_name
 from .mixing.recipes import MixConfig, SourceSpec, domain_recipe, scratch_recipe
 from .quality.decontaminate import DecontaminateOptions
 from .quality.filters import FilterSettings
+from .settings_base import Strict, default_of
 from .synthesis.guard import GUARD_WINDOW
 from .synthesis.rounds import RoundSettings
 from .synthesis.stage import SynthesisConfig
-from .templating.stage import run_templify
-
-
-class Strict(BaseModel):
-    """Unknown keys forbidden, no coercion (`rounds: "2"` is an error), no NaN or infinity."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-
-def default_of(owner: Any, name: str) -> Any:
-    """The default `owner` (a dataclass, pydantic model or function) declares for `name`, so a
-    settings model repeats no default of the code that consumes it."""
-    if dataclasses.is_dataclass(owner):
-        f = next(f for f in dataclasses.fields(owner) if f.name == name)
-        return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-    if isinstance(owner, type) and issubclass(owner, BaseModel):
-        return owner.model_fields[name].get_default(call_default_factory=True)
-    return inspect.signature(owner).parameters[name].default
+from .templating.settings import TemplifySettings as TemplifySettings  # its own module: a light CLI
 
 
 def _common(name: str, **kwargs: Any) -> Any:
@@ -160,15 +142,6 @@ class SynthesizeSettings(Strict):
         )
 
 
-class TemplifySettings(Strict):
-    seed: int = Field(
-        default_of(run_templify, "seed"),
-        description="Changes every text's template draws; the same seed gives the same bytes.",
-    )
-    format: Literal["parquet", "jsonl"] = Field(default_of(run_templify, "fmt"),
-                                                description="Format of the text shards.")  # fmt: skip
-
-
 class DecontaminateSettings(Strict):
     """The decontaminate stage (benchmark decontamination + pair filters): `run` YAML's
     `decontaminate:` section and `instructpt decontaminate`'s flags."""
@@ -203,7 +176,7 @@ class DecontaminateSettings(Strict):
                                            description="Drop pairs whose response has a smaller share of "
                                            "words found in the document [default: keep all].")  # fmt: skip
     dedupe: bool = Field(default_of(FilterSettings, "dedupe"), description="Drop pairs whose normalised "
-                         "instruction + response came earlier in the corpus.")  # fmt: skip
+                         "instruction + response is kept earlier in the corpus.")  # fmt: skip
 
     def options(self) -> DecontaminateOptions:
         filters = FilterSettings(self.max_instruction_chars, self.max_response_chars, self.drop_copies,

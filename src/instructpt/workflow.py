@@ -51,10 +51,13 @@ def run_pipeline(config: RunConfig, rebuild: bool = False, progress: bool | None
     from .engines.registry import create_engine
     from .executor import check_worker
     from .mixing.mix import run_mix
+    from .planning_mix import scratch_refusal
     from .synthesis.stage import run_synthesis
     from .templating.stage import run_templify
 
     check_worker(num_workers, worker_index)
+    if refusal := scratch_refusal(config):  # before synthesis, not after its GPU hours
+        raise UsageError(refusal)
     work = Path(config.workdir)
     paths = {"synthesize": work / "synthesized", "templify": work / "augmented", "mix": work / "train"}
     paths["decontaminate"] = work / "decontaminated"  # with a `decontaminate:` section: templify reads it

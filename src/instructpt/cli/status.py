@@ -26,6 +26,10 @@ def status(folder: str, as_json: bool, verify: bool) -> None:
     total = info["shards_total"] if info["shards_total"] is not None else "?"
     eta = eta_text(info)
     state = "complete" if info["complete"] else "running or stopped"
+    if info["finished"] and not info["complete"]:
+        state = "finished, then damaged"
+    elif info["damaged"] and not info["complete"]:
+        state += ", with damaged shards"
     line = f"{info['folder']} ({info['stage']}): {state}; {info['shards_done']}/{total} shards, "
     if info["stage"] == "synthesize":
         line += (f"{info['documents_done']} documents, {info['pairs']} pairs; {info['documents_per_s']} "

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..config import TemplifySettings
+from ..templating.settings import TemplifySettings  # not ..config: the other stages stay unloaded
 from .common import shard_stage_options, user_errors, worker_args, worker_options
 from .options import settings_options
 

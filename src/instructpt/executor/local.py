@@ -8,7 +8,6 @@ flight; the run is finalized by whichever process finds every shard done.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import sys
@@ -67,7 +66,7 @@ def is_done(stage: Stage, index: int, work: Any) -> bool:
         return False
     if any(marker.get(k) != v for k, v in stage.key(work).items()):
         return False
-    return marker_problem(stage.out.root, marker, stage.verify) is None
+    return marker_problem(stage.out.root, marker, stage.verify, index) is None
 
 
 def _marker(stage: Stage, work: Any, result: Any, started: float) -> dict[str, Any]:
@@ -92,6 +91,8 @@ async def arun_shard(stage: Any, index: int, work: Any) -> dict[str, Any]:
     started = time.monotonic()
     marker = _marker(stage, work, await stage.arun(index, work), started)
     if delay := _test_delay():
+        import asyncio
+
         await asyncio.sleep(delay)
     write_json(stage.out.marker_file(index), marker)
     return marker
@@ -142,6 +143,8 @@ def execute(stage: Stage, num_workers: int = 1, worker_index: int = 0, progress:
                     prepared = True
                     bar.restart()  # throughput excludes loading the model
                 if stage.can_async():  # no barriers: hand the rest to the async scheduler
+                    import asyncio  # here, not at the top: a synchronous stage starts without it
+
                     stop = asyncio.run(_drive_async(stage, itertools.chain([(index, work)], todo), bar,
                                                     num_workers))  # fmt: skip
                     break
@@ -153,6 +156,8 @@ def execute(stage: Stage, num_workers: int = 1, worker_index: int = 0, progress:
                 shard_done(stage, index, marker, bar, num_workers)
         finally:
             bar.close()
+            if num_workers == 1:
+                write_progress_manifest(stage, flush=True)
             if prepared:
                 stage.close()
         record_shard_count(stage, seen[0] if stop is None else stop)
@@ -169,6 +174,19 @@ def stop_reason(stage: Stage, next_index: int) -> str | None:
     return check(next_index) if check is not None else None
 
 
+def write_progress_manifest(stage: Stage, flush: bool = False) -> None:
+    """Rewrite the manifest with the shards finished so far, when due (or pending, with flush)."""
+    last, cost, pending = getattr(stage, "_manifest_pace", (float("-inf"), 0.0, False))
+    now = time.monotonic()
+    if flush and not pending:
+        return
+    if not flush and now - last < max(MANIFEST_EVERY_S, cost / MANIFEST_TIME_SHARE):
+        stage._manifest_pace = (last, cost, True)  # type: ignore[attr-defined]
+        return
+    stage.out.write_manifest(stage.manifest)
+    stage._manifest_pace = (now, time.monotonic() - now, False)  # type: ignore[attr-defined]
+
+
 def _ours_to_do(stage: Stage, bar: Progress, num_workers: int, worker_index: int, seen: list[int]
                 ) -> Iterator[tuple[int, Any]]:  # fmt: skip
     """The shards this worker must compute: its own (index congruent to `worker_index`) and not
@@ -183,10 +201,18 @@ def _ours_to_do(stage: Stage, bar: Progress, num_workers: int, worker_index: int
         yield index, work
 
 
+# The manifest's table of finished shards is rewritten for readers (`report` of a running job) as
+# shards finish; the markers are what count. Each rewrite carries every marker so far, so rewrites
+# are paced: at most one per MANIFEST_EVERY_S and at most 1/20 of the time, else a run of
+# thousands of shards spends hours re-encoding its manifest (the cost grows with the square).
+MANIFEST_EVERY_S = 5.0
+MANIFEST_TIME_SHARE = 0.05
+
+
 def shard_done(stage: Stage, index: int, marker: dict[str, Any], bar: Progress, num_workers: int) -> None:
     if num_workers == 1:
         stage.manifest["shards"][str(index)] = marker
-        stage.out.write_manifest(stage.manifest)  # progress for readers; the marker is what counts
+        write_progress_manifest(stage)
     bar.computed(dict(marker["counts"]))
     if (finished := getattr(stage, "shard_finished", None)) is not None:
         finished(index, marker)  # may raise (synthesize: the collapse guard); the shard stays done
@@ -196,6 +222,8 @@ async def _drive_async(stage: Any, todo: Iterator[tuple[int, Any]], bar: Progres
                        ) -> int | None:  # fmt: skip
     """Run the shards of `todo` (ours, not done) concurrently through `stage.arun`; returns the
     shard a clean stop (`stop_reason`) came before, once the shards in flight are done, or None."""
+    import asyncio
+
     pending: dict[asyncio.Task, int] = {}
     stop: int | None = None
 
@@ -250,6 +278,7 @@ def finish(stage: Stage, bar: Progress | None, log: Log) -> dict[str, Any]:
     result = stage.finalize(markers, complete, bar)
     if complete:
         out.write_manifest(manifest)
+        stage._manifest_pace = (time.monotonic(), 0.0, False)  # type: ignore[attr-defined]
         stage.cleanup()
         out.remove_temp_files()  # a worker killed mid-write (a Ray actor, say) left its temporary file
     return result

@@ -34,6 +34,7 @@ from .local import (
     shard_done,
     stderr_log,
     stop_reason,
+    write_progress_manifest,
 )
 from .progress import Progress, already_complete
 from .stage import Stage
@@ -154,6 +155,7 @@ def execute_ray(stage: Stage, num_workers: int | None = None, gpus_per_worker: f
                     "a rerun with a larger target continues")  # fmt: skip
             return finish(stage, bar, log)
         finally:
+            write_progress_manifest(stage, flush=True)  # the shards done when a stop raised
             if started_here:
                 ray.shutdown()
             else:  # an existing cluster: free its resources now (a stop raised with shards in flight)

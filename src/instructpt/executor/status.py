@@ -33,12 +33,18 @@ STALLED_AFTER = 3.0
 def open_folder(folder: str | Path) -> tuple[OutputDir, dict[str, Any], str]:
     """(folder, manifest, stage name) of a stage's output folder, or a one-line UsageError."""
     out = OutputDir(folder)
+    if not out.root.is_dir():
+        raise UsageError(f"{folder} is not a folder: give a stage's output folder (synthesize, "
+                         "decontaminate, templify or mix)")  # fmt: skip
     if out.manifest_unreadable():
         raise UsageError(
             f"{out.root / MANIFEST} is unreadable; rerun the command that wrote it to rebuild it"
         )
     manifest = out.read_manifest()
     stage = stage_of(manifest) if manifest is not None else None
+    if manifest is None and (out.root / SHARDS_DIR).is_dir():  # ours, its manifest deleted
+        raise UsageError(f"{out.root / MANIFEST} is missing; rerun the command that wrote {folder} to "
+                         "rebuild it (its finished shards are kept)")  # fmt: skip
     if manifest is None or stage is None:
         raise UsageError(f"{folder} {NOT_OURS} (no manifest.json)")
     return out, manifest, stage
@@ -78,6 +84,8 @@ def run_status(folder: str | Path, verify: bool = False, now: float | None = Non
     complete = bool(manifest.get("complete")) and not check.damaged
     idle = (time.time() if now is None else now) - finished[-1] if finished else None
     eta, eta_note = estimate_eta(complete, remaining, rate, idle, busy / len(markers) if markers else 0.0)
+    if manifest.get("complete") and check.damaged:  # finished, then damaged: no worker will come
+        eta, eta_note = None, "damaged since it finished: rerun its command to recompute"
     waiting = static_workers_not_started(out.root, n, markers) if not complete else None
     if waiting:
         eta, eta_note = None, waiting
@@ -85,6 +93,7 @@ def run_status(folder: str | Path, verify: bool = False, now: float | None = Non
         "folder": str(out.root),
         "stage": stage,
         "complete": complete,
+        "finished": bool(manifest.get("complete")),  # complete once, perhaps damaged since
         "shards_done": done,
         "shards_total": n,
         "documents_done": documents,
@@ -167,8 +176,12 @@ def merge_folder(folder: str | Path, log: Log) -> tuple[str, int, dict[str, Any]
         n = manifest.get("shard_count", manifest.get("tokenize_shards"))
     if n is None:
         raise UsageError(f"{folder}: no worker has read the whole input yet, so the shard count is unknown")
+    check = check_run(out.root)
+    if check.damaged:  # a finished run too: finalizing the good shards alone would drop documents
+        raise UsageError(f"{folder}: damaged: {check.problems()}; rerun the {name} command that wrote "
+                         f"{folder} to recompute them")  # fmt: skip
     if not manifest.get("complete"):
-        markers = check_run(out.root).good
+        markers = check.good
         missing = [i for i in range(n) if i not in markers]
         if missing:
             shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")

@@ -4,6 +4,7 @@ inputs. Every stage records and checks its files here, nowhere else."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,11 @@ from .output import SHARDS_DIR, OutputDir
 # marker, so damage never travels downstream.
 
 SAMPLE_BYTES = 1 << 20  # inputs: the first and last MiB are hashed on every run
+# Manifest key of a finished stage's final files that no shard marker records (mix: the training
+# files, written once every shard is done): {file: {bytes, shard}}. Their size is checked (a
+# truncated or deleted training file is damage, not "complete"); hashing them all is left out.
+OUTPUT_FILES = "output_files"
+_PART = re.compile(r"(?:^|/)part-(\d{5})\.")  # a shard's own files: data/part-00007.parquet
 
 
 class DamagedData(UsageError):
@@ -51,8 +57,8 @@ def file_problem(path: Path, record: Mapping[str, Any], full: bool = False) -> s
         return None
     if st.st_size != record["bytes"]:
         return f"{st.st_size} bytes, {record['bytes']} recorded (truncated or replaced)"
-    if not full and st.st_mtime_ns == record.get("mtime_ns"):
-        return None
+    if not full and st.st_mtime_ns == record.get("mtime_ns") or "sha256" not in record:
+        return None  # (a size recorded alone: a stage's final files, see OUTPUT_FILES)
     try:
         digest = sha256_file(path)
     except OSError as exc:
@@ -70,11 +76,15 @@ def marker_files(marker: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: {} for name in names if isinstance(name, str)}
 
 
-def marker_problem(root: Path, marker: Any, full: bool = False) -> str | None:
-    """None if every file of `marker` is intact, else "<file>: <problem>" for the first that is not."""
+def marker_problem(root: Path, marker: Any, full: bool = False, index: int | None = None) -> str | None:
+    """None if every file of `marker` is intact, else "<file>: <problem>" for the first that is not.
+    With `index`: a file named for another shard (part-NNNNN) is a problem too (a marker copied
+    over another shard's would count that shard's data twice)."""
     if not isinstance(marker, dict) or not marker_files(marker):
         return "marker unreadable"
     for rel, record in marker_files(marker).items():
+        if index is not None and (named := _PART.search(rel)) and int(named.group(1)) != index:
+            return f"{SHARDS_DIR}/part-{index:05d}.json: records {rel}, another shard's file"
         problem = file_problem(root / rel, record, full)
         if problem is not None:
             return f"{rel}: {problem}"
@@ -170,12 +180,47 @@ def check_run(root: str | Path, full: bool = False) -> RunCheck:
     for index, marker in sorted(markers.items()):
         if fingerprint is not None and marker.get("fingerprint", fingerprint) != fingerprint:
             continue  # written under other settings: not ours to count
-        problem = marker_problem(out.root, marker, full)
+        problem = marker_problem(out.root, marker, full, index)
         if problem is None:
             check.good[index] = marker
         else:
             check.damaged[index] = problem
+    if manifest is not None and manifest.get("complete"):
+        for index, problem in output_problems(out.root, manifest).items():
+            check.damaged.setdefault(index, problem)
     return check
+
+
+def record_output_files(root: Path, shards: Sequence[Mapping[str, Any]], folders: Sequence[str]
+                        ) -> dict[str, dict[str, int]]:  # fmt: skip
+    """The manifest's OUTPUT_FILES of a finished stage: {file: {bytes, shard}} of every file under
+    `folders` of `root`, each with the index of the first of `shards` (their "files" and
+    "provenance") that names it or the folder holding it (0 when none does)."""
+    named: dict[str, int] = {}
+    for index, shard in enumerate(shards):
+        provenance = shard.get("provenance")
+        names = [*shard.get("files", []), *([provenance["file"]] if isinstance(provenance, dict) else [])]
+        for name in names:
+            named.setdefault(str(name).split(" ", 1)[0], index)  # "hf/ (from part-...)": the folder
+    files: dict[str, dict[str, int]] = {}
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else ():
+            if path.is_file():
+                rel = path.relative_to(root).as_posix()
+                shard = named.get(rel, named.get(f"{rel.split('/', 1)[0]}/", 0))
+                files[rel] = {"bytes": path.stat().st_size, "shard": shard}
+    return files
+
+
+def output_problems(root: Path, manifest: Mapping[str, Any]) -> dict[int, str]:
+    """{shard: "<file>: <problem>"} of a finished stage's final files (OUTPUT_FILES) that are
+    missing or whose size is not the one recorded; a manifest without the key has none."""
+    problems: dict[int, str] = {}
+    recorded = manifest.get(OUTPUT_FILES)
+    for rel, record in (recorded if isinstance(recorded, dict) else {}).items():
+        if isinstance(record, dict) and (problem := file_problem(root / rel, record)) is not None:
+            problems.setdefault(int(record.get("shard", 0)), f"{rel}: {problem}")
+    return problems
 
 
 def sample_sha256(path: Path, size: int) -> str:

@@ -34,7 +34,11 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], fmt: str, schema: Any = None)
         return encode_jsonl(rows)
     import pyarrow as pa
 
-    return encode_parquet(pa.Table.from_pylist(list(rows), schema=schema))
+    from .arrow_rows import table_from_rows  # the same table, without pyarrow importing pandas
+
+    rows = list(rows)
+    table = table_from_rows(rows, schema) if schema is not None else None
+    return encode_parquet(table if table is not None else pa.Table.from_pylist(rows, schema=schema))
 
 
 def encode_columns(columns: Mapping[str, list]) -> bytes:

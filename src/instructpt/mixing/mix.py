@@ -41,7 +41,7 @@ from ..errors import SettingsChanged, UsageError
 from ..executor import check_worker, launch, open_locked
 from ..io.corpus import file_size
 from ..io.files import DiskFull, write_json
-from ..io.integrity import check_inputs
+from ..io.integrity import check_inputs, output_problems
 from ..io.output import SCRATCH_DIR, OutputDir, expect_stage
 from .formats import token_dtype, write_corpus
 from .ftdata import ft_files
@@ -179,7 +179,10 @@ def run_mix(
             raise SettingsChanged(f"input {changed[0]} changed since {out.root} was written; pass --rebuild "
                                   "to recompute the mix, or --overwrite", str(out.root),
                                   f"input {changed[0]}")  # fmt: skip
-        if changed:
+        damaged = output_problems(out.root, manifest) if manifest.get("complete") else {}
+        if damaged:  # a training file truncated or deleted since: its tokenized shards are gone
+            log(f"{out.root}: {next(iter(damaged.values()))}: recomputing the mix")
+        if changed or damaged:
             manifest = out.open_run(settings, overwrite=True, stage="mix")
         if manifest.get("complete"):
             log(f"{out.root}: mix already complete, nothing to do")

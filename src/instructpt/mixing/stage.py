@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..executor import BaseStage, ShardResult
 from ..executor.local import stderr_log
 from ..io.files import write_atomic
-from ..io.integrity import check_run, marker_files
+from ..io.integrity import OUTPUT_FILES, check_run, marker_files, record_output_files
 from ..io.output import DATA_DIR, MANIFEST, SCRATCH_DIR, SHARDS_DIR, OutputDir
 from .ftdata import render_ft_file
 from .mix import _plan_and_write, input_files
@@ -122,6 +122,8 @@ class MixStage(BaseStage):
         if rejects:
             write_atomic(out.root / "rejects.jsonl", rejects)
         self.manifest.update(result)
+        self.manifest[OUTPUT_FILES] = record_output_files(out.root, result["shards"],
+                                                          (DATA_DIR, "hf", PROVENANCE_DIR))  # fmt: skip
         self.manifest.pop("shard_count", None)  # the tokenized shards go once the mix is written
         self.manifest["tokenize_shards"] = len(markers)
         return self.manifest

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..io.files import write_atomic
+from ..io.integrity import check_run
 from .alerts import (
     DUPLICATE_INSTRUCTION_SHARE_MAX,
     HIT_MAX_NEW_TOKENS_SHARE_MAX,
@@ -79,6 +80,10 @@ def analyze(paths: Iterable[str | Path], sample_size: int = 50, seed: int = 0) -
             attach_augmented(folder, manifest, sample)
     if "mix" in stages:
         figures["mix"] = mix_figures(*stages["mix"])
+    for stage, (folder, _) in stages.items():  # the files they read, or not (markers only), intact?
+        if stage in figures:
+            damaged = list(check_run(folder).damaged.values())
+            figures[stage]["damaged"] = "; ".join(damaged[:3]) + (" ..." if len(damaged) > 3 else "")
     alerts = alerts_for(figures)
     return {"figures": figures, "alerts": alerts, "sample": sample, "has_templify": "templify" in stages}
 

@@ -96,6 +96,10 @@ RULES: tuple[Rule, ...] = (
     Rule("{stage}_incomplete", "stage", lambda s: not s["complete"], "yes", None,
          "The {stage} run in {folder} is not finished.",
          "Its figures cover only the shards written so far; rerun its command to finish it."),
+    Rule("{stage}_damaged", "stage", lambda s: s.get("damaged"), "yes", None,
+         "The {stage} run in {folder} has damaged files: {damaged}.",
+         "They changed since they were written (truncated, replaced or deleted), so they no longer "
+         "hold what these figures describe; rerun its command to recompute them."),
     Rule("parse_rate", "synthesize", lambda s: s["parse_rate"], "min", PARSE_RATE_MIN,
          "Parse rate {value:.1%} is below {threshold:.0%}.",
          "Many of the synthesizer's fragments were malformed (see parse_dropped), which usually "

@@ -132,7 +132,8 @@ class TemplifyStage(SynthesizedShards, BaseStage):
                  seed: int, fmt: str, verify: bool = False) -> None:  # fmt: skip
         self.source, self.synth, self.out, self.manifest = source, synth, out, manifest
         self.seed, self.fmt, self.verify = seed, fmt, verify
-        self.fix = f"rerun the synthesize command that wrote {source} (with --verify) to recompute it"
+        wrote = stage_of(synth) or "synthesize"
+        self.fix = f"rerun the {wrote} command that wrote {source} (with --verify) to recompute it"
 
     def run(self, index: int, work: dict[str, Any]) -> ShardResult:
         data = read_verified(self.source / work["file"], source_record(work), self.fix)
@@ -170,8 +171,8 @@ def _synthesize_manifest(source: Path) -> dict[str, Any]:
         raise UsageError(f"{source} is {what} (it is a file)")
     folder = OutputDir(source)
     if folder.manifest_unreadable():
-        raise UsageError(f"{source / MANIFEST} is unreadable; rerun the synthesize command that wrote "
-                         f"{source} to rebuild it")  # fmt: skip
+        raise UsageError(f"{source / MANIFEST} is unreadable; rerun the synthesize (or decontaminate) "
+                         f"command that wrote {source} to rebuild it")  # fmt: skip
     synth = folder.read_manifest()
     if synth is None:
         raise UsageError(f"{source} is {what} (no {MANIFEST})")
