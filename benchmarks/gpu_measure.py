@@ -182,6 +182,7 @@ def run_mode(
             seconds = time.perf_counter() - started
     finally:
         del model.generate  # the class's method again
+        engine.close()  # stops a continuous-batching manager; the model stays (it is not the engine's)
     c = result.counts
     processed = clock["prompt_tokens"] + c["generated_tokens"]
     bound = c["raw_tokens"] / (processed * 2 * model.num_parameters() / (flops * 1e12)) if flops else None

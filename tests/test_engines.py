@@ -210,6 +210,31 @@ def test_hf_continuous_batching_equals_static_batches(hf_engine):
 
 
 @pytest.mark.slow
+def test_hf_continuous_batching_keeps_one_manager_until_close(tiny_model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = create_engine("hf", EngineOptions(model=str(tiny_model), max_model_len=512))
+    encode = engine.tokenizer.encode
+    first = [Request(p, encode(p), 12) for p in map(build_prompt, ["Short.", "Rivers and lakes up north."])]
+    second = [Request(p, encode(p), n) for p, n in zip(map(build_prompt, ["Kettles.", "Ice."]), (5, 9))]
+    static = [engine.generate(first), engine.generate(second)]
+    attention = engine.model.config._attn_implementation
+    managers = []
+    init = engine.model.init_continuous_batching
+    engine.model.init_continuous_batching = lambda **kw: managers.append(init(**kw)) or managers[-1]
+    engine.continuous_batching = True
+    try:
+        assert [engine.generate(first), engine.generate(second)] == static
+        with ThreadPoolExecutor(2) as pool:  # two callers at once share the manager's output queue
+            assert list(pool.map(engine.generate, [first, second] * 2)) == static * 2
+        assert len(managers) == 1 and managers[0].is_running()
+    finally:
+        engine.close()
+    assert not managers[0].is_running()
+    assert managers[0].model.config._attn_implementation == attention
+
+
+@pytest.mark.slow
 def test_hf_options_reach_the_engine(tiny_model):
     engine = create_engine(
         "hf", EngineOptions(model=str(tiny_model), max_model_len=512), continuous_batching=True

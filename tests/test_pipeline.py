@@ -114,7 +114,7 @@ def test_finished_run_is_not_redone_and_loads_no_engine(tmp_path, scripted):
 def test_rerun_with_other_settings_is_refused_unless_overwrite(tmp_path, scripted):
     make_corpus(tmp_path / "corpus.jsonl")
     run(config(tmp_path), scripted)
-    with pytest.raises(UsageError, match=r"other settings \(rounds: 2 -> 3\).*--overwrite"):
+    with pytest.raises(UsageError, match=r"other settings \(rounds: 2 -> 3\).*--rebuild"):
         run(config(tmp_path, rounds=RoundSettings(rounds=3)), scripted)
     summary, _ = run(config(tmp_path, rounds=RoundSettings(rounds=3), overwrite=True), scripted)
     assert summary["documents"] == 23

@@ -109,6 +109,10 @@ def test_full_run_with_rules_engine_then_skip_and_changed_settings(tmp_path, tin
 
     again = invoke("run", path)  # everything complete: every stage skipped
     assert again.exit_code == 0 and again.stderr.count("already complete") == 3
+    markers = {p.name: p.read_bytes() for p in (work / "synthesized/shards").glob("part-*.json")}
+    kept = invoke("run", path, "--rebuild")  # nothing changed: --rebuild must not discard the GPU's work
+    assert kept.exit_code == 0 and "synthesize already complete" in kept.stderr, kept.stderr
+    assert {p.name: p.read_bytes() for p in (work / "synthesized/shards").glob("part-*.json")} == markers
 
     changed = invoke("run", path, "--set", "templify.seed=2")  # cheap stages recompute
     assert changed.exit_code == 0 and "templify: settings changed, recomputing" in changed.stderr

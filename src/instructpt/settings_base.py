@@ -12,10 +12,28 @@ import dataclasses
 import inspect
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import UsageError
 
 
-class Strict(BaseModel):
+class _UsageErrorOnCall(type(BaseModel)):  # type: ignore[misc]
+    """Built in Python (`SynthesizeSettings(rounds=-1)`), a bad value is one `UsageError` naming
+    the field, not pydantic's dump. Only the class call is wrapped (not `__init__`, which pydantic
+    also runs for nested models): `model_validate` (configs, flags) keeps its own messages."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(settings)'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise UsageError(f"{cls.__name__}: {problems}") from None
+
+
+class Strict(BaseModel, metaclass=_UsageErrorOnCall):
     """Unknown keys forbidden, no coercion (`rounds: "2"` is an error), no NaN or infinity."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)

@@ -25,7 +25,7 @@ def _stage(name: str, call: Callable[[bool], Any], recompute_on_change: bool,
     except SettingsChanged as exc:
         if not recompute_on_change:
             raise UsageError(
-                f"the {name} settings changed since {exc.folder} was written ({exc.changes}); "
+                f"the {name} inputs or settings changed since {exc.folder} was written ({exc.changes}); "
                 f"pass --rebuild to recompute it (its output is discarded), or use another workdir"
             ) from None
         log(f"{name}: settings changed, recomputing")
@@ -72,7 +72,8 @@ def run_pipeline(config: RunConfig, rebuild: bool = False, progress: bool | None
     results: dict[str, Any] = {}
 
     def synthesize(overwrite: bool) -> Any:
-        cfg = s.synthesis_config(spec.name, str(paths["synthesize"]), overwrite=overwrite or rebuild,
+        # rebuild starts the folder over only if its inputs or settings changed (open_locked)
+        cfg = s.synthesis_config(spec.name, str(paths["synthesize"]), overwrite=overwrite,
                                  verify=verify, rebuild=rebuild)  # fmt: skip
         if ray:
             from .synthesis.ray import run_ray
@@ -135,6 +136,13 @@ def mix(settings: MixSettings, augmented: list[str], output: str, *, overwrite: 
     corpus goes to `output`; returns the manifest. `instructpt.mix` in the public API."""
     from .mixing.mix import run_mix
 
+    if not isinstance(settings, MixSettings):
+        raise UsageError(f"settings must be a MixSettings, not {type(settings).__name__}")
+    if isinstance(augmented, str | Path) or not isinstance(augmented, list | tuple):
+        raise UsageError(f"augmented must be a list of templify outputs (folders or files), "
+                         f"e.g. [{str(augmented)!r}], not a {type(augmented).__name__}")  # fmt: skip
+    if not isinstance(output, str | Path):
+        raise UsageError(f"output must be a folder path, not {type(output).__name__}")
     sources = settings.recipe_sources([str(p) for p in augmented])
     return run_mix(settings.mix_config(sources, str(output), overwrite=overwrite), log=log)
 
@@ -151,9 +159,18 @@ def run(config: RunConfig | str | Path, *, overrides: list[str] = (), rebuild: b
     `executor="ray"` with `ray_workers` actors (`gpus_per_worker` each for synthesis)."""
     if executor not in ("local", "ray"):
         raise UsageError(f"executor must be 'local' or 'ray', got {executor!r}")
+    if ray_workers is not None and (not isinstance(ray_workers, int) or ray_workers < 1):
+        raise UsageError(f"ray_workers must be at least 1, got {ray_workers!r}")
+    if not isinstance(gpus_per_worker, int | float) or not gpus_per_worker >= 0:
+        raise UsageError(f"gpus_per_worker must be zero or more, got {gpus_per_worker!r}")
     if executor == "ray" and num_workers != 1:
         raise UsageError("num_workers and worker_index are for static workers; with executor='ray' "
                          "give ray_workers")  # fmt: skip
+    if isinstance(overrides, str):
+        raise UsageError(f"overrides must be a list of key=value strings, e.g. [{overrides!r}]")
+    if not isinstance(config, RunConfig | str | Path):
+        raise UsageError(f"config must be a RunConfig or the path of a YAML file, not "
+                         f"{type(config).__name__}")  # fmt: skip
     if not isinstance(config, RunConfig):
         config = load_config(config, list(overrides))
     return run_pipeline(config, rebuild=rebuild, progress=progress, log=log, verify=verify,

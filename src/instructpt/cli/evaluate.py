@@ -49,8 +49,20 @@ def evaluate(model: str, compare: str | None, suite: str, data_dir: str | None, 
              output: str) -> None:  # fmt: skip
     """Score MODEL on an lm-evaluation-harness suite of the paper's tasks; with --compare, score
     both models and print them side by side."""
-    from ..finetune.model_eval import evaluate_model, markdown_table, write_scores
+    from pathlib import Path
 
+    from ..errors import UsageError
+    from ..finetune.model_eval import evaluate_model, markdown_table, write_scores
+    from ..io.files import make_folder
+
+    positive = batch_size.isdigit() and int(batch_size) > 0
+    if not (positive or batch_size == "auto" or batch_size.startswith("auto:")):
+        raise UsageError(f"--batch-size must be a positive number or auto, got {batch_size!r}")
+    if limit is not None and not limit > 0:
+        raise UsageError(f"--limit must be greater than 0 (a count, or a fraction < 1), got {limit}")
+    if num_fewshot is not None and num_fewshot < 0:
+        raise UsageError(f"--num-fewshot must be at least 0, got {num_fewshot}")
+    make_folder(Path(output))  # a file in the way is refused before the models are scored
     size: int | str = int(batch_size) if batch_size.isdigit() else batch_size
     lim = int(limit) if limit is not None and limit >= 1 else limit
     models = [compare, model] if compare else [model]  # baseline first, so Δ = model - baseline

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import UsageError
 from ..tokenization import Tokenizer, load_tokenizer
 from .base import Completion, Engine, EngineError, Request
 from .options import DEFAULT_MAX_MODEL_LEN
@@ -72,6 +73,9 @@ def from_function(
     batch_size: int | None = None,
 ) -> FunctionEngine:
     """An engine that calls `fn(prompts) -> generations` (see `FunctionEngine`)."""
+    if not callable(fn):
+        raise UsageError(f"from_function needs a function fn(prompts: list[str]) -> list[str], "
+                         f"not a {type(fn).__name__}")  # fmt: skip
     return FunctionEngine(fn, tokenizer, max_model_len=max_model_len, batch_size=batch_size)
 
 

@@ -8,13 +8,15 @@ the weights are loaded (decoding is bound by per-step overhead, so larger batche
 throughput until the GPU is busy); on CPU it is 16,384 tokens. bf16 (fp16 where bf16 is
 unsupported) on GPU, fp32 on CPU. Generation stops at EOS. `static_cache` pre-allocates the
 KV cache, which lets transformers compile the decoding step (CUDA graphs); prompt widths are
-then rounded up to a multiple of 128 tokens so few shapes are compiled.
+then rounded up to a multiple of 128 tokens so few shapes are compiled. `continuous_batching`
+uses transformers' continuous batching instead: one manager for the engine's life
+(hf_continuous.py), stopped by `close`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -22,6 +24,9 @@ from ..errors import UsageError, first_line
 from ..tokenization import Tokenizer
 from .base import Completion, Engine, Request
 from .options import DEFAULT_MAX_MODEL_LEN, EngineOptions
+
+if TYPE_CHECKING:
+    from .hf_continuous import ContinuousBatcher
 
 # Default token budgets per batch. On a GPU a 7B Mistral keeps 128 KiB of KV cache
 # per token in bf16, so 65,536 tokens is ~8 GiB of cache next to ~14.5 GiB of weights.
@@ -79,6 +84,12 @@ class HFEngine(Engine):
         # transformers' continuous batching (paged attention, `generate_batch`) instead of static
         # length-sorted batches: no padding, finished sequences leave the batch at once.
         self.continuous_batching = False
+        self._batcher: ContinuousBatcher | None = None  # its manager, started on first use
+
+    def _stop_continuous(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
 
     @classmethod
     def from_options(cls, options: HFOptions) -> HFEngine:
@@ -144,6 +155,7 @@ class HFEngine(Engine):
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         if self.continuous_batching:
             return self._generate_continuous(requests)
+        self._stop_continuous()  # the manager switched the attention implementation: switch it back
         out: list[Completion | None] = [None] * len(requests)
         for batch in self.batches(requests):
             for i, completion in zip(batch, self._generate_batch([requests[i] for i in batch])):
@@ -176,46 +188,37 @@ class HFEngine(Engine):
                 **({"cache_implementation": "static"} if self.static_cache else {}),
             )
         new_tokens = generated[:, width:].tolist()
-        completions = []
-        for r, row in zip(requests, new_tokens):
-            row = row[: r.max_new_tokens]
-            if self.eos_id is not None and self.eos_id in row and not self.ignore_eos:
-                cut = row.index(self.eos_id)
-                text_ids, n, reason = row[:cut], cut + 1, "stop"
-            else:
-                text_ids, n, reason = row, len(row), "length"
-            completions.append(Completion(self.tokenizer.decode(text_ids), n, reason))
-        return completions
+        return [self._completion(row[: r.max_new_tokens]) for r, row in zip(requests, new_tokens)]
 
     def _generate_continuous(self, requests: Sequence[Request]) -> list[Completion]:
-        from transformers import GenerationConfig
+        from .hf_continuous import ContinuousBatcher
 
+        if self._batcher is None:  # one manager for the engine's life (see hf_continuous.py)
+            cache_tokens = self.max_batch_tokens if self.device.type == "cpu" else None
+            self._batcher = ContinuousBatcher(self.model, self.pad_id, self.max_model_len, cache_tokens)
         eos = -1 if self.ignore_eos or self.eos_id is None else self.eos_id  # -1: never stop
-        config = GenerationConfig(max_new_tokens=max(r.max_new_tokens for r in requests), do_sample=False,
-                                  eos_token_id=eos, pad_token_id=self.pad_id)  # fmt: skip
-        # no inference_mode here: the manager's worker thread updates its tensors in place
-        outputs = self.model.generate_batch(inputs=[list(r.prompt_ids) for r in requests],
-                                            generation_config=config, progress_bar=False)  # fmt: skip
+        outputs = self._batcher.run([(r.prompt_ids, r.max_new_tokens) for r in requests], eos)
         completions = []
-        for i, r in enumerate(requests):
-            result = outputs.get(f"req_{i}")  # missing when transformers' worker thread died
-            if result is None:
+        for i, (r, result) in enumerate(zip(requests, outputs)):
+            if result is None:  # transformers' worker thread died before answering
                 raise RuntimeError(
                     f"continuous batching returned no result for request {i} of {len(requests)} "
                     "(transformers' generation thread ended early)"
                 )
             if result.error:
                 raise RuntimeError(f"continuous batching failed on a request: {result.error}")
-            row = list(result.generated_tokens)[: r.max_new_tokens]
-            if self.eos_id is not None and self.eos_id in row and not self.ignore_eos:
-                cut = row.index(self.eos_id)
-                text_ids, n, reason = row[:cut], cut + 1, "stop"
-            else:
-                text_ids, n, reason = row, len(row), "length"
-            completions.append(Completion(self.tokenizer.decode(text_ids), n, reason))
+            completions.append(self._completion(list(result.generated_tokens)[: r.max_new_tokens]))
         return completions
 
+    def _completion(self, row: list[int]) -> Completion:
+        """One generation's new token ids (at most max_new_tokens) as a Completion, cut at EOS."""
+        if self.eos_id is not None and self.eos_id in row and not self.ignore_eos:
+            cut = row.index(self.eos_id)
+            return Completion(self.tokenizer.decode(row[:cut]), cut + 1, "stop")
+        return Completion(self.tokenizer.decode(row), len(row), "length")
+
     def close(self) -> None:
+        self._stop_continuous()
         self.model = None
         if self.device.type == "cuda":
             self.torch.cuda.empty_cache()

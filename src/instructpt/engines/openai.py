@@ -311,7 +311,8 @@ class OpenAIEngine(Engine):
                     self._rest_until[endpoint] = max(self._rest_until[endpoint], self._not_before[endpoint])
         raise self._fail(
             f"{last_error}; gave up after {attempts} attempts in {time.monotonic() - started:.0f}s "
-            f"(retry budget {self.retry_budget:g}s, request timeout {self.timeout:g}s)"
+            f"(retry budget {self.retry_budget:g}s, request timeout {self.timeout:g}s: --retry-budget, "
+            "--request-timeout)"
         )
 
     def _show(self, text: str, limit: int = 200) -> str:

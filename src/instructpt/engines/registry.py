@@ -118,6 +118,11 @@ class Registry:
         options: type[EngineOptions] | str | None = None,
     ) -> None:
         """Make `name` available to `--engine` and `create`."""
+        if not isinstance(name, str) or not name or name == "auto":
+            raise UsageError(f"an engine name is a non-empty string other than 'auto', got {name!r}")
+        if not (callable(factory) or isinstance(factory, str) and ":" in factory):
+            raise UsageError(f"engine {name!r}: the factory must be a callable, an Engine class or a "
+                             f"'module:attribute' string, got {factory!r}")  # fmt: skip
         self._specs[name] = EngineSpec(name, factory, description, requires, extra, auto_priority, options)
 
     def unregister(self, name: str) -> None:

@@ -234,4 +234,18 @@ def load_records(folder: str | Path) -> list[FtRecord]:
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise UsageError(f"no fine-tuning records (*.jsonl) in {folder}")
-    return [FtRecord.from_dict(json.loads(line)) for f in files for line in f.open() if line.strip()]
+    records = []
+    for f in files:
+        for i, row in enumerate(read_rows(f), 1):
+            try:
+                if not isinstance(row, dict) or not isinstance(row["context"], str):
+                    raise TypeError("not a record")
+                records.append(FtRecord.from_dict(row))
+            except (KeyError, TypeError):
+                raise UsageError(
+                    f"{f}: row {i} is not a fine-tuning record {{context, pairs: [{{instruction, "
+                    f"response}}], dataset}}; make them with `instructpt ft-data convert`"
+                ) from None
+    if not records:
+        raise UsageError(f"{folder} holds no fine-tuning records (empty files)")
+    return records

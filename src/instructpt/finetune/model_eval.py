@@ -35,6 +35,22 @@ class LocalTask:
     options_field: str = "options"
     gold_field: str = "gold_index"
 
+    def check(self) -> None:
+        """The file exists, has rows, and its first row has the task's three fields (else lm-eval
+        fails deep inside a template, after loading the model)."""
+        from .data import read_rows
+
+        row = next(iter(read_rows(self.path)), None)
+        if row is None:
+            raise UsageError(f"task {self.name}: {self.path} holds no rows")
+        fields = (self.input_field, self.options_field, self.gold_field)
+        missing = [f for f in fields if not isinstance(row, dict) or f not in row]
+        if missing:
+            found = ", ".join(row) if isinstance(row, dict) else type(row).__name__
+            raise UsageError(f"task {self.name}: the rows of {self.path} lack {', '.join(missing)} "
+                             f"(found: {found}); set input_field/options_field/gold_field in the suite "
+                             "YAML")  # fmt: skip
+
     def config(self) -> dict[str, Any]:
         return {
             "task": self.name,
@@ -95,10 +111,20 @@ def resolve_suite(suite: str, data_dir: str | None = None) -> tuple[list[str], l
         raise UsageError(f"unknown suite {suite!r}: choose {', '.join(SUITES)} or give a suite YAML file")
     import yaml
 
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text; save the suite as UTF-8") from None
+    except yaml.YAMLError as exc:
+        from ..config import yaml_problem
+
+        raise UsageError(f"{path} is not valid YAML: {yaml_problem(exc)}") from None
+    tasks = data.get("tasks", []) if isinstance(data, dict) else None
+    if not isinstance(tasks, list):
+        raise UsageError(f"{path} must hold `tasks:`, a list of lm-eval task names and {{name, path}} tasks")
     names: list[str] = []
     local: list[LocalTask] = []
-    for item in data.get("tasks", []):
+    for item in tasks:
         if isinstance(item, str):
             names.append(item)
         elif isinstance(item, dict) and {"name", "path"} <= set(item):
@@ -129,6 +155,8 @@ def evaluate_model(model: str, suite: str, backend: str = "hf", data_dir: str | 
     if backend not in ("hf", "vllm"):
         raise UsageError(f"--backend must be hf or vllm, got {backend!r}")
     names, local = resolve_suite(suite, data_dir)
+    for task in local:  # before the model loads
+        task.check()
     with tempfile.TemporaryDirectory() as include:
         import yaml
 

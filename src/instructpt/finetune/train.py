@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..io.files import make_folder
 from ..synthesis.format import EOS, reading_material, serialize_pairs
 from .data import FtRecord
 
@@ -142,8 +143,31 @@ class TrainConfig:
     dtype: str = "auto"
 
 
+def check_config(config: TrainConfig) -> None:
+    """A bad number or output folder is one UsageError, before any model loads."""
+    at_least_1 = {"--max-len": config.max_len, "--batch-size": config.batch_size,
+                  "--grad-accum": config.grad_accum, "lora_r": config.lora_r}  # fmt: skip
+    for flag, value in at_least_1.items():
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if config.max_steps == 0 or config.max_steps < -1:
+        raise UsageError(f"--max-steps must be at least 1 (or -1: train --epochs), got {config.max_steps}")
+    if config.max_steps == -1 and not config.epochs > 0:
+        raise UsageError(f"--epochs must be greater than 0, got {config.epochs}")
+    if not config.learning_rate > 0:
+        raise UsageError(f"--lr must be greater than 0, got {config.learning_rate}")
+    out = Path(config.output)
+    if out.exists() and Path(config.base).exists() and out.resolve() == Path(config.base).resolve():
+        raise UsageError(f"--output {config.output} is the base model's folder; choose a new folder")
+    if out.is_dir() and any(out.iterdir()) and not any(out.glob("checkpoint-*")):
+        raise UsageError(f"--output {config.output} already holds files and no checkpoint-* to resume from; "
+                         "choose a new or empty folder")  # fmt: skip
+    make_folder(out)  # a file in the way is refused now, not after loading the model
+
+
 def train_synthesizer(config: TrainConfig, log: Any = print) -> dict[str, Any]:
     """Fine-tune `config.base` on the records in `config.data`; returns training figures."""
+    check_config(config)
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
@@ -164,13 +188,18 @@ def train_synthesizer(config: TrainConfig, log: Any = print) -> dict[str, Any]:
     stats = SequenceStats()
     sequences = build_sequences(records, tokenizer, config.max_len, config.seed, stats)
     if not sequences:
-        raise UsageError(f"no training sequence could be built from {config.data} ({dict(stats.skipped)})")
+        hint = "; raise --max-len" if stats.skipped["longer_than_max_len"] else ""
+        raise UsageError(f"no training sequence could be built from {config.data} ({dict(stats.skipped)})"
+                         f"{hint}")  # fmt: skip
     log(f"{stats.sequences} sequences, {stats.examples} examples, {stats.tokens:,} tokens "
         f"({stats.trained_tokens:,} trained on)")  # fmt: skip
     on_gpu = torch.cuda.is_available()
     bf16 = on_gpu and torch.cuda.is_bf16_supported() and config.dtype in ("auto", "bf16")
     dtype = torch.bfloat16 if bf16 else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(base.name, dtype=dtype, local_files_only=base.local_only)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base.name, dtype=dtype, local_files_only=base.local_only)
+    except (OSError, ValueError) as exc:  # no weights, an unknown architecture
+        raise UsageError(f"cannot load the model {config.base}: {str(exc).splitlines()[0]}") from None
     if config.lora:
         try:
             from peft import LoraConfig, get_peft_model

@@ -52,6 +52,10 @@ def make_folder(folder: Path) -> None:
     except (FileExistsError, NotADirectoryError):
         blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
         raise UsageError(f"cannot use {folder} as a folder: {blocker} is a file, not a folder") from None
+    except PermissionError:
+        raise UsageError(
+            f"cannot create {folder}: permission denied; choose a folder you can write to"
+        ) from None
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import SettingsChanged, UsageError
+from ..errors import UsageError
+from .changes import refusal
 from .files import read_json_or_none, sha256_file, write_atomic
-from .output import SHARDS_DIR, OutputDir
+from .output import SHARDS_DIR, OutputDir, stage_of
 
 # -- integrity: every stage records and checks its files here, nowhere else -------------------
 #
@@ -24,8 +25,9 @@ from .output import SHARDS_DIR, OutputDir
 
 SAMPLE_BYTES = 1 << 20  # inputs: the first and last MiB are hashed on every run
 # Manifest key of a finished stage's final files that no shard marker records (mix: the training
-# files, written once every shard is done): {file: {bytes, shard}}. Their size is checked (a
-# truncated or deleted training file is damage, not "complete"); hashing them all is left out.
+# files, written once every shard is done): {file: {bytes, sha256, mtime_ns, shard}}, checked as
+# a marker's files are (`file_problem`: cheaply, or hashed with --verify). Manifests written
+# before the sha256 was recorded hold {bytes, shard}: their files are checked by size alone.
 OUTPUT_FILES = "output_files"
 _PART = re.compile(r"(?:^|/)part-(\d{5})\.")  # a shard's own files: data/part-00007.parquet
 
@@ -58,7 +60,7 @@ def file_problem(path: Path, record: Mapping[str, Any], full: bool = False) -> s
     if st.st_size != record["bytes"]:
         return f"{st.st_size} bytes, {record['bytes']} recorded (truncated or replaced)"
     if not full and st.st_mtime_ns == record.get("mtime_ns") or "sha256" not in record:
-        return None  # (a size recorded alone: a stage's final files, see OUTPUT_FILES)
+        return None  # (a size recorded alone: OUTPUT_FILES of an older manifest)
     try:
         digest = sha256_file(path)
     except OSError as exc:
@@ -186,39 +188,58 @@ def check_run(root: str | Path, full: bool = False) -> RunCheck:
         else:
             check.damaged[index] = problem
     if manifest is not None and manifest.get("complete"):
-        for index, problem in output_problems(out.root, manifest).items():
+        for index, problem in output_problems(out.root, manifest, full).items():
             check.damaged.setdefault(index, problem)
     return check
 
 
-def record_output_files(root: Path, shards: Sequence[Mapping[str, Any]], folders: Sequence[str]
-                        ) -> dict[str, dict[str, int]]:  # fmt: skip
-    """The manifest's OUTPUT_FILES of a finished stage: {file: {bytes, shard}} of every file under
-    `folders` of `root`, each with the index of the first of `shards` (their "files" and
-    "provenance") that names it or the folder holding it (0 when none does)."""
+def record_output_files(root: Path, shards: Sequence[Mapping[str, Any]], folders: Sequence[str],
+                        hashed: Mapping[str, Mapping[str, Any]] | None = None
+                        ) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """The manifest's OUTPUT_FILES of a finished stage: {file: {bytes, sha256, mtime_ns, shard}} of
+    every file under `folders` of `root`, each with the index of the first of `shards` (their
+    "files" and "provenance") that names it or the folder holding it (0 when none does).
+
+    `hashed` ({file: {bytes, sha256, ...}}) holds files hashed by their writer as they were
+    written, and a shard's "provenance" record is one too: their sha256 is taken as is while the
+    file still has that size (and mtime_ns, when given); any other file is hashed here."""
     named: dict[str, int] = {}
+    known: dict[str, Mapping[str, Any]] = dict(hashed or {})
     for index, shard in enumerate(shards):
         provenance = shard.get("provenance")
+        if isinstance(provenance, dict) and isinstance(provenance.get("file"), str):
+            known.setdefault(provenance["file"], provenance)
         names = [*shard.get("files", []), *([provenance["file"]] if isinstance(provenance, dict) else [])]
         for name in names:
             named.setdefault(str(name).split(" ", 1)[0], index)  # "hf/ (from part-...)": the folder
-    files: dict[str, dict[str, int]] = {}
+    files: dict[str, dict[str, Any]] = {}
     for folder in folders:
         for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else ():
             if path.is_file():
                 rel = path.relative_to(root).as_posix()
                 shard = named.get(rel, named.get(f"{rel.split('/', 1)[0]}/", 0))
-                files[rel] = {"bytes": path.stat().st_size, "shard": shard}
+                files[rel] = {**_output_record(path, known.get(rel, {})), "shard": shard}
     return files
 
 
-def output_problems(root: Path, manifest: Mapping[str, Any]) -> dict[int, str]:
+def _output_record(path: Path, written: Mapping[str, Any]) -> dict[str, Any]:
+    """{bytes, sha256, mtime_ns} of `path`: the writer's sha256 (`written`) while the file is as it
+    was written, else the file's own."""
+    st = path.stat()
+    mtime = written.get("mtime_ns", st.st_mtime_ns)
+    digest = written.get("sha256") if (st.st_size, st.st_mtime_ns) == (written.get("bytes"), mtime) else None
+    return {"bytes": st.st_size, "sha256": digest if isinstance(digest, str) else sha256_file(path),
+            "mtime_ns": st.st_mtime_ns}  # fmt: skip
+
+
+def output_problems(root: Path, manifest: Mapping[str, Any], full: bool = False) -> dict[int, str]:
     """{shard: "<file>: <problem>"} of a finished stage's final files (OUTPUT_FILES) that are
-    missing or whose size is not the one recorded; a manifest without the key has none."""
+    missing or differ from their record (`file_problem`: size, then the sha256 when the mtime
+    moved, or always with `full`); a manifest without the key has none."""
     problems: dict[int, str] = {}
     recorded = manifest.get(OUTPUT_FILES)
     for rel, record in (recorded if isinstance(recorded, dict) else {}).items():
-        if isinstance(record, dict) and (problem := file_problem(root / rel, record)) is not None:
+        if isinstance(record, dict) and (problem := file_problem(root / rel, record, full)) is not None:
             problems.setdefault(int(record.get("shard", 0)), f"{rel}: {problem}")
     return problems
 
@@ -262,11 +283,14 @@ def identify_inputs(files: Sequence[Any], recorded: Any, full: bool = False
             ident["sha256"] = old["sha256"]
         if old:
             if old.get("bytes") != st.st_size:
-                changes.append(f"{f}: {st.st_size} bytes, {old.get('bytes')} before")
+                was = old.get("bytes")
+                changes.append(f"{f}: {was:,} -> {st.st_size:,} bytes" if isinstance(was, int)
+                               else f"{f}: now {st.st_size:,} bytes")  # fmt: skip
             elif old.get("sample_sha256", ident["sample_sha256"]) != ident["sample_sha256"] or (
                 "sha256" in ident and old.get("sha256", ident["sha256"]) != ident["sha256"]
             ):
-                changes.append(f"{f}: its content changed (same size)")
+                changes.append(f"{f}: content changed, same size ({st.st_size:,} bytes), "
+                               f"{_modified(old.get('mtime_ns'), st.st_mtime_ns)}")  # fmt: skip
         identities.append(ident)
     return identities, changes
 
@@ -277,16 +301,22 @@ def check_inputs(out: OutputDir, manifest: dict[str, Any], files: Sequence[Any],
     content), or with `rebuild` start the folder over; records the inputs' identities."""
     identities, changes = identify_inputs(files, manifest.get("input_identity"), verify)
     if changes:
-        more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
         if not rebuild:
-            raise SettingsChanged(
-                f"input {changes[0]}{more} since {out.root} was written; pass --rebuild to recompute "
-                "it from the new input, or --overwrite to start over",
-                str(out.root),
-                f"input {changes[0]}{more}",
-            )
+            raise refusal(out.root, stage_of(manifest), changes)
         manifest = out.open_run(settings, overwrite=True)
     if identities != manifest.get("input_identity"):
         manifest["input_identity"] = identities
         out.write_manifest(manifest)
     return manifest
+
+
+def _modified(before_ns: Any, now_ns: int) -> str:
+    """'modified 2025-01-02 10:00:00 -> 2025-01-03 09:12:44' (local time), for a changed input."""
+    import time
+
+    def when(ns: Any) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ns / 1e9)) if isinstance(ns, int) else "?"
+
+    if before_ns == now_ns:
+        return f"modified time unchanged ({when(now_ns)})"
+    return f"modified {when(before_ns)} -> {when(now_ns)}"

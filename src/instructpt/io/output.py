@@ -23,8 +23,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import SettingsChanged, UsageError
+from ..errors import UsageError
 from ..records import Entry, Reject
+from .changes import settings_changed
 from .files import make_folder, read_json_or_none, write_json
 
 MANIFEST = "manifest.json"
@@ -244,13 +245,7 @@ class OutputDir:
             raise UsageError(f"{stage_hint(self.root, found)}; write the {stage} output to another "
                              "folder (or pass --overwrite to replace it)")  # fmt: skip
         elif manifest is not None and manifest.get("fingerprint") != fingerprint:
-            changes = _changed(manifest.get("settings", {}), settings)
-            raise SettingsChanged(
-                f"{self.root} holds a run with other settings ({changes}); "
-                "use another output folder, or --overwrite to start over",
-                str(self.root),
-                changes,
-            )
+            raise settings_changed(self.root, stage or found, manifest.get("settings", {}), settings)
         elif manifest is None and self.foreign_files():
             raise UsageError(
                 f"{self.root} is not empty and holds no instructpt run; choose an empty folder "
@@ -303,12 +298,6 @@ class OutputDir:
                     pid = tmp.name.rsplit(".", 2)[-2]
                     if not (pid.isdigit() and _live_writer(int(pid), tmp, holders)):
                         tmp.unlink(missing_ok=True)
-
-
-def _changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new.get(k)]
-    diffs = [d if len(d) < 120 else d[:117] + "..." for d in diffs]
-    return "; ".join(diffs) or "format version"
 
 
 def _alive(pid: int) -> bool:

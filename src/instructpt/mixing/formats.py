@@ -13,20 +13,25 @@ Token arrays are uint16 when every id fits, else uint32. `write_corpus` writes t
 documents of a mix in any of its formats: text shards (Parquet/JSONL, through the one shard
 writer), a Hugging Face dataset, or the tokenized shards above, packed or one row per document;
 next to every shard, its provenance index (provenance.py: which document pieces each sequence holds).
+Every file is hashed as it is written (`write_recorded`): a shard record's WRITTEN holds those
+records, which the stage moves into the manifest's OUTPUT_FILES (io/integrity.py) without
+reading the files again; the `hf/` dataset, written by `datasets`, is hashed there once.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..errors import UsageError
-from ..io.files import write_atomic
+from ..io.files import sha256_file, write_atomic
+from ..io.integrity import write_recorded
 from ..io.output import OutputDir
 from ..io.shards import encode_columns, encode_rows
 from .provenance import ProvenanceWriter
@@ -35,6 +40,10 @@ from .tokenize import SourceData
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
 _MEGATRON_DTYPE_CODES = {np.dtype(np.uint16): 8, np.dtype(np.int32): 4, np.dtype(np.uint32): 4}
+# A shard record's {file: {bytes, sha256, rows, mtime_ns}} of the files written for it, hashed as
+# written; popped by the stage into OUTPUT_FILES (never stored under "shards" in the manifest).
+WRITTEN = "written"
+Records = dict[str, dict[str, Any]]
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -66,18 +75,23 @@ def megatron_index(sequence_lengths: np.ndarray, document_indices: np.ndarray, d
     ])  # fmt: skip
 
 
-def write_megatron(prefix: Path, tokens: np.ndarray, lengths: Sequence[int]) -> None:
-    """`prefix.bin` + `prefix.idx`: one sequence per document (or per packed row)."""
+def write_megatron(prefix: Path, tokens: np.ndarray, lengths: Sequence[int]) -> Records:
+    """`prefix.bin` + `prefix.idx`: one sequence per document (or per packed row). Returns
+    {file name: record} of both, hashed as written."""
     dtype = megatron_dtype(tokens.dtype)
-    write_atomic(prefix.with_suffix(".bin"), tokens.astype(dtype, copy=False).tobytes(order="C"))
     lengths = np.asarray(lengths, dtype=np.int32)
-    write_atomic(prefix.with_suffix(".idx"), megatron_index(lengths, np.arange(len(lengths) + 1), dtype))
+    return dict([
+        write_recorded(prefix.parent, prefix.with_suffix(".bin"), tokens.astype(dtype, copy=False).tobytes()),
+        write_recorded(prefix.parent, prefix.with_suffix(".idx"),
+                       megatron_index(lengths, np.arange(len(lengths) + 1), dtype)),
+    ])  # fmt: skip
 
 
 def write_olmo(prefix: Path, tokens: np.ndarray, lengths: Sequence[int], ids: Sequence[str],
-               sources: Sequence[str]) -> None:  # fmt: skip
-    """`prefix.npy` (raw memmap) + `prefix.csv.gz` (start,end,id,source per document)."""
-    write_atomic(prefix.with_suffix(".npy"), tokens.tobytes(order="C"))
+               sources: Sequence[str]) -> Records:  # fmt: skip
+    """`prefix.npy` (raw memmap) + `prefix.csv.gz` (start,end,id,source per document). Returns
+    {file name: record} of both, hashed as written."""
+    npy = write_recorded(prefix.parent, prefix.with_suffix(".npy"), tokens.tobytes(order="C"))
     ends = np.cumsum(np.asarray(lengths, dtype=np.int64))
     starts = ends - np.asarray(lengths, dtype=np.int64)
     lines = "".join(
@@ -85,7 +99,8 @@ def write_olmo(prefix: Path, tokens: np.ndarray, lengths: Sequence[int], ids: Se
         for s, e, i, src in zip(starts.tolist(), ends.tolist(), ids, sources)
     )
     # mtime=0: gzip otherwise stamps the current time and the bytes would differ run to run.
-    write_atomic(prefix.with_suffix(".csv.gz"), gzip.compress(lines.encode(), mtime=0))
+    return dict([npy, write_recorded(prefix.parent, prefix.with_suffix(".csv.gz"),
+                                     gzip.compress(lines.encode(), mtime=0))])  # fmt: skip
 
 
 def _csv(value: str) -> str:
@@ -167,18 +182,22 @@ def _write_token_shard(config: MixConfig, data: list[SourceData], batch: list[tu
     tokens = np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
     lengths = [len(a) for a in arrays]
     prefix = out.root / "data" / f"part-{index:05d}"
-    if config.format == "megatron":
-        write_megatron(prefix, tokens, lengths)
-        files = [f"data/{prefix.name}.bin", f"data/{prefix.name}.idx"]
-    elif config.format == "olmo":
-        ids = [data[s].ids[d] for s, d in batch]
-        write_olmo(prefix, tokens, lengths, ids, [data[s].spec.name for s, _ in batch])
-        files = [f"data/{prefix.name}.npy", f"data/{prefix.name}.csv.gz"]
-    else:  # hf: arrow rows, one document each
+    if config.format == "hf":  # arrow rows, one document each; hf/ is hashed once it is written
         rows = {"input_ids": [a.tolist() for a in arrays], "id": [data[s].ids[d] for s, d in batch],
                 "source": [data[s].spec.name for s, _ in batch]}  # fmt: skip
         files = [_write_arrow(out, index, rows)]
-    return {"files": files, "documents": len(batch), "tokens": int(tokens.size)}
+        return {"files": files, "documents": len(batch), "tokens": int(tokens.size)}
+    if config.format == "megatron":
+        written = _in_data(write_megatron(prefix, tokens, lengths))
+    else:  # olmo
+        ids = [data[s].ids[d] for s, d in batch]
+        written = _in_data(write_olmo(prefix, tokens, lengths, ids, [data[s].spec.name for s, _ in batch]))
+    return {"files": list(written), "documents": len(batch), "tokens": int(tokens.size), WRITTEN: written}
+
+
+def _in_data(written: Records) -> Records:
+    """A writer's {file name: record} as {data/<file name>: record}, names relative to the output."""
+    return {f"data/{name}": record for name, record in written.items()}
 
 
 def _write_packed(config: MixConfig, data: list[SourceData], stream: Iterator[tuple[int, int]],
@@ -200,16 +219,19 @@ def _write_packed(config: MixConfig, data: list[SourceData], stream: Iterator[tu
     def flush() -> None:
         index = len(shards)
         tokens = np.concatenate(rows).astype(dtype) if rows else np.zeros(0, dtype=dtype)
+        written: Records = {}
         if config.format == "megatron":
             prefix = out.root / "data" / f"part-{index:05d}"
-            write_megatron(prefix, tokens, [config.seq_len] * len(rows))
-            files = [f"data/{prefix.name}.bin", f"data/{prefix.name}.idx"]
+            written = _in_data(write_megatron(prefix, tokens, [config.seq_len] * len(rows)))
+            files = list(written)
         else:
             files = [
                 _write_arrow(out, index, {"input_ids": [r.tolist() for r in rows], "doc_starts": starts})
             ]
         shards.append({"files": files, "rows": len(rows), "tokens": int(tokens.size),
                        "provenance": provenance.flush(index)})  # fmt: skip
+        if written:
+            shards[-1][WRITTEN] = written
 
     for row, row_starts, pieces in pack_labeled(docs(), config.seq_len):
         rows.append(row)
@@ -246,6 +268,10 @@ def _save_hf_dataset(out: OutputDir, shards: list[dict]) -> None:
     dataset = datasets.Dataset.from_parquet(
         [str(p) for p in parts], cache_dir=str(out.root / ".work" / "cache")
     )
+    # datasets fingerprints the parts by path and mtime, so state.json would differ run to run:
+    # the fingerprint of their bytes instead (renaming no column copies no data).
+    parts_digest = hashlib.sha256("".join(sha256_file(p) for p in parts).encode()).hexdigest()[:16]
+    dataset = dataset.rename_columns({}, new_fingerprint=parts_digest)
     dataset.save_to_disk(str(out.root / "hf"), num_shards=max(1, len(parts)))
     for shard in shards:
         shard["files"] = ["hf/"]
@@ -260,9 +286,9 @@ def _write_texts(config: MixConfig, data: list[SourceData], stream: Iterator[tup
     def flush() -> None:
         index = len(shards)
         path = out.root / "data" / f"part-{index:05d}.{config.format}"
-        write_atomic(path, encode_rows(rows, config.format))
-        shards.append({"files": [f"data/{path.name}"], "documents": len(rows), "tokens": tokens,
-                       "provenance": provenance.flush(index)})  # fmt: skip
+        rel, record = write_recorded(out.root, path, encode_rows(rows, config.format), len(rows))
+        shards.append({"files": [rel], "documents": len(rows), "tokens": tokens,
+                       "provenance": provenance.flush(index), WRITTEN: {rel: record}})  # fmt: skip
 
     for s, d in stream:
         source = data[s]

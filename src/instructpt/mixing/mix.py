@@ -37,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SettingsChanged, UsageError
+from ..errors import UsageError
 from ..executor import check_worker, launch, open_locked
+from ..io.changes import refusal
 from ..io.corpus import file_size
 from ..io.files import DiskFull, write_json
 from ..io.integrity import check_inputs, output_problems
@@ -176,11 +177,10 @@ def run_mix(
         before = manifest.get("input_runs", {}) if manifest.get("complete") else {}
         changed = [p for p, d in runs.items() if before.get(p, d) != d]
         if changed and not config.rebuild:
-            raise SettingsChanged(f"input {changed[0]} changed since {out.root} was written; pass --rebuild "
-                                  "to recompute the mix, or --overwrite", str(out.root),
-                                  f"input {changed[0]}")  # fmt: skip
-        damaged = output_problems(out.root, manifest) if manifest.get("complete") else {}
-        if damaged:  # a training file truncated or deleted since: its tokenized shards are gone
+            rewritten = [f"{p}: its shards were rewritten (other sha256s)" for p in changed]
+            raise refusal(out.root, "mix", rewritten)
+        damaged = output_problems(out.root, manifest, config.verify) if manifest.get("complete") else {}
+        if damaged:  # a training file damaged or deleted since: its tokenized shards are gone
             log(f"{out.root}: {next(iter(damaged.values()))}: recomputing the mix")
         if changed or damaged:
             manifest = out.open_run(settings, overwrite=True, stage="mix")

@@ -19,6 +19,7 @@ from ..executor.local import stderr_log
 from ..io.files import write_atomic
 from ..io.integrity import OUTPUT_FILES, check_run, marker_files, record_output_files
 from ..io.output import DATA_DIR, MANIFEST, SCRATCH_DIR, SHARDS_DIR, OutputDir
+from .formats import WRITTEN
 from .ftdata import render_ft_file
 from .mix import _plan_and_write, input_files
 from .provenance import PROVENANCE_DIR, load_meta
@@ -121,9 +122,11 @@ class MixStage(BaseStage):
         result = _plan_and_write(self.config, self.tokenizer, out, data, self.log, excluded)
         if rejects:
             write_atomic(out.root / "rejects.jsonl", rejects)
+        written = {rel: rec for shard in result["shards"] for rel, rec in shard.pop(WRITTEN, {}).items()}
         self.manifest.update(result)
-        self.manifest[OUTPUT_FILES] = record_output_files(out.root, result["shards"],
-                                                          (DATA_DIR, "hf", PROVENANCE_DIR))  # fmt: skip
+        self.manifest[OUTPUT_FILES] = record_output_files(
+            out.root, result["shards"], (DATA_DIR, "hf", PROVENANCE_DIR), written
+        )
         self.manifest.pop("shard_count", None)  # the tokenized shards go once the mix is written
         self.manifest["tokenize_shards"] = len(markers)
         return self.manifest

@@ -41,10 +41,20 @@ def decontaminate(
     settings = settings if settings is not None else DecontaminateSettings()
     if not isinstance(settings, DecontaminateSettings):
         raise UsageError(f"settings must be a DecontaminateSettings, not {type(settings).__name__}")
+    if benchmarks is not None and not isinstance(benchmarks, Mapping):
+        raise UsageError(f"benchmarks must map a name to its texts ({{'my-eval': [...]}}), "
+                         f"not a {type(benchmarks).__name__}")  # fmt: skip
+    if isinstance(records, str | bytes | Mapping) or not isinstance(records, Iterable):
+        raise UsageError(f"records must be a list of Entry objects or their dict rows, not one "
+                         f"{type(records).__name__}")  # fmt: skip
     options = settings.options()
     index = build_index(settings.eval_sets, settings.lm_eval_tasks, settings.lm_eval_include,
                         options.n, options.min_words, benchmarks)  # fmt: skip
     originals = list(records)
+    for i, record in enumerate(originals):
+        if not isinstance(record, Entry | Mapping):
+            raise UsageError(f"record {i} is a {type(record).__name__}; pass Entry objects or their "
+                             "dict rows")  # fmt: skip
     rows = [entry_to_dict(r, True) if isinstance(r, Entry) else dict(r) for r in originals]
     ids = [row.get("id") for row in rows]
     if len(set(ids)) != len(ids) or None in ids:

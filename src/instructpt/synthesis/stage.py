@@ -363,6 +363,15 @@ def synthesize(
     within a batch. Documents too long for the context are split, truncated or
     skipped (`long_docs`); skipped ones yield nothing.
     """
+    if not isinstance(engine, Engine):
+        raise UsageError(f"engine must be an Engine (from_function(fn, tokenizer) wraps a function), "
+                         f"not {type(engine).__name__}")  # fmt: skip
+    if isinstance(documents, str | bytes) or not isinstance(documents, Iterable):
+        raise UsageError(f"documents must be a list (or iterable) of texts, dicts or Documents, "
+                         f"not one {type(documents).__name__}")  # fmt: skip
+    for name, value in (("rounds", rounds), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UsageError(f"{name} must be a whole number of at least 1, got {value!r}")
     settings = RoundSettings(rounds, max_new_tokens, long_docs, keep_generations)
     batch: list[Document] = []
     n_batch = 0

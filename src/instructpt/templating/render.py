@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from ..errors import UsageError
 from ..records import Entry
 from ..synthesis.classify import PairView, classify
 from ..synthesis.format import Pair
@@ -339,6 +340,11 @@ def templify(
     Records are grouped into chains by `chain_id` (in order of first appearance) and
     ordered by `round`; texts come out chain by chain.
     """
+    if isinstance(records, str | bytes | Mapping) or not isinstance(records, Iterable):
+        raise UsageError(f"records must be a list (or iterable) of Entry objects or their dict rows, "
+                         f"not one {type(records).__name__}")  # fmt: skip
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise UsageError(f"seed must be an int, got {seed!r}")
     stats = stats if stats is not None else TemplifyStats()
     chains: dict[str, list[tuple[str, str, list[Pair], str, int, bool]]] = {}
     for record in records:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import UsageError
 from ..records import Entry
 from ..synthesis.classify import PairView
 from ..synthesis.format import Pair
@@ -60,7 +61,18 @@ def entry_fields(record: Entry | Mapping[str, Any]) -> tuple[str, str, list[Pair
     """(id, text, pairs, chain_id, round, inherits) of an `Entry` or its dict row."""
     if isinstance(record, Entry):
         return record.id, record.text, record.pairs, record.chain_id, record.round, record.inherits
-    pairs = [p if isinstance(p, Pair) else Pair(p["instruction"], p["response"]) for p in record["pairs"]]
-    return (
-        record["id"], record["text"], pairs, record["chain_id"], record["round"], record["inherits"]
-    )  # fmt: skip
+    if not isinstance(record, Mapping):
+        raise UsageError(f"a synthesize record is an Entry or its dict row, not a {type(record).__name__}")
+    try:
+        pairs = [p if isinstance(p, Pair) else Pair(p["instruction"], p["response"]) for p in record["pairs"]]
+        return (
+            record["id"], record["text"], pairs, record["chain_id"], record["round"], record["inherits"]
+        )  # fmt: skip
+    except (KeyError, TypeError) as exc:
+        raise UsageError(
+            f"record {record.get('id', '?')!r} is not a synthesize row ({type(exc).__name__}: "
+            f"{exc}): it needs {', '.join(ROW_FIELDS)} (pairs: a list of {{instruction, response}})"
+        ) from None
+
+
+ROW_FIELDS = ("id", "text", "pairs", "chain_id", "round", "inherits")
