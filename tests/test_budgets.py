@@ -288,3 +288,105 @@ def test_a_sampled_fraction_is_selected_by_id_and_scaled(tmp_path, tok):
     assert sampled["documents"] == pytest.approx(full["documents"], rel=0.2)
     assert sampled["documents"] + sampled["not_selected"] == pytest.approx(400, abs=1)
     assert sampled["raw_tokens"] == pytest.approx(full["raw_tokens"], rel=0.2)
+
+
+# --target-tokens decides the run's extent from the markers alone: the same shards whatever order
+# they finish in (the async scheduler keeps SHARDS_IN_FLIGHT shards open), on any resume.
+CORPUS_TEXTS = [json.loads(line)["text"] for line in (EXAMPLES / "corpus.jsonl").read_text().splitlines()]
+
+
+class ShuffledRules(RulesEngine):
+    """RulesEngine's answers through `agenerate` (so the async scheduler runs it), each request
+    held back by `slow[shard]` ticks of its chain's first document's shard: shards finish out of
+    order, differently for each `slow`."""
+
+    def __init__(self, tokenizer, slow: list[int]) -> None:
+        super().__init__(tokenizer)
+        self.slow = slow
+
+    async def agenerate(self, request):
+        import asyncio
+
+        shard = next((i // 8 for i, text in enumerate(CORPUS_TEXTS) if text[:60] in request.prompt), 0)
+        await asyncio.sleep(0.03 * self.slow[shard % len(self.slow)])
+        return self.generate([request])[0]
+
+
+def run_of(folder) -> dict:
+    """What a finished synthesize run is, less times: summary, manifest, and the bytes of the files
+    of the run's own shards (those its manifest records)."""
+
+    def timeless(value):
+        if isinstance(value, dict):
+            return {
+                k: timeless(v) for k, v in value.items() if k not in ("seconds", "finished_at", "mtime_ns")
+            }
+        return [timeless(v) for v in value] if isinstance(value, list) else value
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    summary.pop("this_run", None)
+    files = {name: (folder / name).read_bytes() for m in manifest["shards"].values() for name in m["files"]}
+    files["rejects.jsonl"] = (folder / "rejects.jsonl").read_bytes()
+    return {"manifest": timeless(manifest), "summary": timeless(summary), "files": files}
+
+
+def finish_order(folder) -> list[int]:
+    markers = {**check_run(folder).good, **check_run(folder).beyond}
+    return sorted(markers, key=lambda i: markers[i]["finished_at"])
+
+
+def per_shard_tokens(tmp_path, tokenizer) -> list[int]:
+    synth(synth_config(tmp_path, None, out="clean"), tokenizer)
+    return [
+        marker_training_tokens(m["counts"]) for _, m in sorted(check_run(tmp_path / "clean").good.items())
+    ]
+
+
+def test_target_tokens_ends_at_the_same_shard_whatever_order_shards_finish_in(tmp_path, tokenizer):
+    per_shard = per_shard_tokens(tmp_path, tokenizer)
+    target = sum(per_shard[:1]) + 1  # reached with the second shard: k = 2
+    sync = synth(synth_config(tmp_path, target, out="sync"), tokenizer)
+    assert sync["shards"] == 2 and sync["stopped"] == "target_tokens"
+    orders = {}
+    for name, slow in (("early-slow", [4, 0, 1, 0, 0, 0, 0]), ("late-slow", [0, 1, 4, 3, 0, 0, 0])):
+        cfg = synth_config(tmp_path, target, out=name)
+        summary = run_synthesis(
+            cfg, lambda s=slow: ShuffledRules(tokenizer, s), progress=False, log=lambda m: None
+        )
+        assert summary["shards"] == 2 and summary["stopped"] == "target_tokens"
+        assert summary["training_tokens_estimate"] == sum(per_shard[:2])
+        orders[name] = finish_order(tmp_path / name)
+        assert run_of(tmp_path / name) == run_of(tmp_path / "sync")
+        assert sorted(check_run(tmp_path / name).good) == [0, 1]  # the run; what went past it is `beyond`
+    assert orders["early-slow"][0] != 0  # shard 0 finished after others: the timing did differ
+    assert orders["early-slow"] != orders["late-slow"]
+
+
+def test_shards_past_the_target_are_kept_and_a_rerun_without_it_uses_them(tmp_path, tokenizer):
+    from instructpt.executor.status import run_status
+
+    per_shard = per_shard_tokens(tmp_path, tokenizer)
+    target = sum(per_shard[:1]) + 1
+    cfg = synth_config(tmp_path, target)
+    first = run_synthesis(
+        cfg, lambda: ShuffledRules(tokenizer, [4, 0, 0, 0]), progress=False, log=lambda m: None
+    )
+    out = tmp_path / "out"
+    extra = sorted(check_run(out).beyond)
+    assert first["shards"] == 2 and extra and min(extra) == 2  # computed ahead while shard 0 ran
+    info = run_status(out)
+    assert (
+        info["complete"]
+        and info["shards_done"] == info["shards_total"] == 2
+        and info["shards_beyond"] == len(extra)
+    )
+    assert info["documents_done"] == first["documents"] == 16
+    shown = CliRunner().invoke(main, ["status", str(out)])
+    assert f"{len(extra)} shard(s) computed beyond the target" in shown.output, shown.output
+    kept = {i: (out / "shards" / f"part-{i:05d}.json").read_bytes() for i in extra}
+    rest = synth(synth_config(tmp_path, None), tokenizer)
+    assert "stopped" not in rest and rest["shards"] == len(per_shard)
+    assert {i: (out / "shards" / f"part-{i:05d}.json").read_bytes() for i in extra} == kept  # not recomputed
+    assert run_of(out) == run_of(tmp_path / "clean")  # as if never stopped
+    assert snapshot(out) == snapshot(tmp_path / "clean")

@@ -250,3 +250,24 @@ def test_every_file_change_is_named_or_counted(old, new, seed):
     if expected > SHOWN_CHANGES:
         assert f"; and {expected - SHOWN_CHANGES} more)" in message
     assert "pass --rebuild to start it over" in message
+
+
+def test_decontaminate_names_the_file_of_a_changed_eval_set(work):
+    """A changed eval set is named by its benchmark and by the file it was read from (as given)."""
+    assert synthesize().exit_code == 0
+    texts = [json.loads(line)["text"][:200] for line in LINES[3:5]]
+    evals = work / "evals"
+    evals.mkdir()
+    (evals / "quiz.jsonl").write_text(json.dumps({"question": texts[0]}) + "\n")
+    assert invoke("decontaminate", "S", "-o", "D", "--eval-set", "q=evals/quiz.jsonl").exit_code == 0
+    (evals / "quiz.jsonl").write_text("".join(json.dumps({"question": t}) + "\n" for t in texts))
+    (evals / "extra.jsonl").write_text(json.dumps({"question": texts[1]}) + "\n")
+    message = refused(invoke("decontaminate", "S", "-o", "D", "--eval-set", "q=evals/quiz.jsonl",
+                             "--eval-set", "evals/extra.jsonl"))  # fmt: skip
+    assert "index.benchmarks.q.texts (from evals/quiz.jsonl): 1 -> 2" in message, message
+    assert "index.benchmarks.extra (from evals/extra.jsonl): (none) -> " in message, message
+    assert_advice(message, "--overwrite")
+    # the same command still resumes: naming the files changed nothing the folder is known by
+    (evals / "quiz.jsonl").write_text(json.dumps({"question": texts[0]}) + "\n")
+    again = invoke("decontaminate", "S", "-o", "D", "--eval-set", "q=evals/quiz.jsonl")
+    assert again.exit_code == 0 and "already complete" in again.output, again.output

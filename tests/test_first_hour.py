@@ -107,7 +107,7 @@ def test_every_readme_command_parses(args):
 
 def test_readme_yaml_and_json_snippets_are_valid(tmp_path):
     from instructpt.config import MixSettings, SynthesizeSettings
-    from instructpt.finetune.model_eval import resolve_suite
+    from instructpt.finetune.model_eval import LocalTask, resolve_suite
     from instructpt.mixing.recipes import load_recipe
 
     checked = set()
@@ -122,10 +122,12 @@ def test_readme_yaml_and_json_snippets_are_valid(tmp_path):
         elif "tasks" in data:
             (tmp_path / "contracts").mkdir()
             for task in data["tasks"]:
-                if isinstance(task, dict):
-                    (tmp_path / task["path"]).write_text(
-                        json.dumps({"input": "q", "options": ["a"], "gold_index": 0})
-                    )
+                if isinstance(task, dict):  # rows with the fields the task declares (or the defaults)
+                    keys = [task.get(k, getattr(LocalTask, k)) for k in ("input_field", "options_field",
+                                                                          "gold_field")]  # fmt: skip
+                    rows = [dict(zip(keys, ("q", ["a", "b"], 1)))]
+                    path = tmp_path / task["path"]
+                    path.write_text(json.dumps(rows) if path.suffix == ".json" else json.dumps(rows[0]))
             suite = tmp_path / "my_tasks.yaml"
             suite.write_text(block)
             names, local = resolve_suite(str(suite))
@@ -133,6 +135,9 @@ def test_readme_yaml_and_json_snippets_are_valid(tmp_path):
                 "my_contracts",
                 "my_triage",
             ]
+            assert local[1].input_field == "question" and local[1].gold_field == "label"
+            for task in local:
+                task.check()  # its rows hold the fields it names, as the README's files would
             checked.add("suite")
     for block in blocks("json"):
         recipe = tmp_path / "my_recipe.json"

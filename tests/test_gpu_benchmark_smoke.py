@@ -40,13 +40,18 @@ def assert_group_gone(pid: int) -> None:
         os.killpg(pid, 0)
 
 
-@pytest.mark.slow
-def test_every_gpu_mode_runs_on_cpu(tmp_path):
-    done = subprocess.run(
-        command(tmp_path, "--modes", "static_cache,continuous", "--compile-backend", "eager",
-                "--mode-timeout", "150", "--deadline", "400"),
+def run_modes(tmp_path: Path, modes: str, backend: str) -> subprocess.CompletedProcess:
+    """The benchmark on CPU for `modes` (with --compile-backend `backend`), within the time limits."""
+    return subprocess.run(
+        command(tmp_path, "--modes", modes, "--compile-backend", backend, "--mode-timeout", "150",
+                "--deadline", "400"),
         capture_output=True, text=True, timeout=450,
     )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_every_gpu_mode_runs_on_cpu(tmp_path):
+    done = run_modes(tmp_path, "static_cache,continuous", "eager")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rows = modes_of(tmp_path)
     assert list(rows) == MODES  # the eager baseline first, added although not listed
@@ -71,11 +76,7 @@ def test_every_gpu_mode_runs_on_cpu(tmp_path):
 
 @pytest.mark.slow
 def test_a_mode_that_fails_is_recorded_and_the_run_goes_on(tmp_path):
-    done = subprocess.run(
-        command(tmp_path, "--modes", "static_cache", "--compile-backend", "no-such-backend",
-                "--mode-timeout", "150", "--deadline", "400"),
-        capture_output=True, text=True, timeout=450,
-    )  # fmt: skip
+    done = run_modes(tmp_path, "static_cache", "no-such-backend")
     assert done.returncode == 0, done.stderr[-2000:]
     rows = modes_of(tmp_path)
     assert rows["static_cache"]["error"].startswith("exit status 1 during warm-up: ")

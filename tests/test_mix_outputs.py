@@ -88,14 +88,20 @@ def test_every_training_file_is_recorded_with_the_sha256_of_its_bytes(tmp_path, 
     assert all("written" not in shard for shard in manifest["shards"])  # the writers' records moved
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_a_byte_flipped_with_its_mtime_kept_is_found_by_verify_and_recomputed(tmp_path, inputs, fmt):
+def mixed_then_flipped(tmp_path: Path, inputs, fmt: str, keep_mtime: bool):
+    """A finished mix in tmp_path/out, its clean training files, then one byte of its target
+    file flipped in place: (out, clean files, that file, its path in the folder)."""
     out = tmp_path / "out"
     mix(inputs, out, fmt)
     clean = training_files(out)
     path = target(out, fmt)
-    rel = path.relative_to(out).as_posix()
-    flip_byte(path, keep_mtime=True)
+    flip_byte(path, keep_mtime=keep_mtime)
+    return out, clean, path, path.relative_to(out).as_posix()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_byte_flipped_with_its_mtime_kept_is_found_by_verify_and_recomputed(tmp_path, inputs, fmt):
+    out, clean, path, rel = mixed_then_flipped(tmp_path, inputs, fmt, keep_mtime=True)
     assert "(mix): complete;" in invoke("status", out).output  # size and mtime as recorded: trusted
     status = invoke("status", out, "--verify")
     assert "finished, then damaged;" in status.output and rel in status.output, status.output
@@ -112,12 +118,7 @@ def test_a_byte_flipped_with_its_mtime_kept_is_found_by_verify_and_recomputed(tm
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_byte_flipped_with_a_new_mtime_is_found_by_a_plain_status_and_rerun(tmp_path, inputs, fmt):
-    out = tmp_path / "out"
-    mix(inputs, out, fmt)
-    clean = training_files(out)
-    path = target(out, fmt)
-    rel = path.relative_to(out).as_posix()
-    flip_byte(path, keep_mtime=False)
+    out, clean, path, rel = mixed_then_flipped(tmp_path, inputs, fmt, keep_mtime=False)
     status = invoke("status", out)
     assert "finished, then damaged;" in status.output and rel in status.output, status.output
     rerun = mix(inputs, out, fmt)

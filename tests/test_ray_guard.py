@@ -57,8 +57,9 @@ def test_target_tokens_stops_cleanly_on_ray_and_a_rerun_completes(tmp_path, tiny
     logs: list[str] = []
     first = on_ray(config(tmp_path, tiny_model, "ray", target_tokens=target), tiny_model, logs)
     assert first["stopped"] == "target_tokens" and first["complete"]
-    # the shards before the stop, all of them: in flight were at most two per actor
-    assert 3 <= first["shards"] <= 3 + 4 < len(per_shard)
+    # exactly the shards up to the one that reaches the target, whatever the actors' timing
+    # (shards computed ahead are kept for a larger target, not part of this run)
+    assert first["shards"] == 3
     assert first["training_tokens_estimate"] == sum(per_shard[: first["shards"]]) >= target
     assert sorted(check_run(tmp_path / "ray").good) == list(range(first["shards"]))
     assert any("stopped before shard" in line for line in logs), logs

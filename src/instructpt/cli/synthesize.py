@@ -41,6 +41,7 @@ SHORTCUTS: list[tuple[type, str, str, dict[str, Any]]] = [
     (OpenAIOptions, "api_key_env", "openai engine: ", {}),
     (OpenAIOptions, "request_timeout", "openai engine: ", {}),
     (OpenAIOptions, "retry_budget", "openai engine: ", {}),
+    (OpenAIOptions, "connect_timeout", "openai engine: ", {}),
 ]
 FLAG_NAMES = {"format": "--format", "engine_options": "-O"}
 

@@ -41,6 +41,9 @@ from .options import DEFAULT_MAX_MODEL_LEN, EngineOptions
 BACKOFF_CAP = 10.0  # seconds between two attempts of a request, before jitter
 DEFAULT_TIMEOUT = 60.0  # seconds one attempt may take
 DEFAULT_RETRY_BUDGET = 90.0  # seconds a request may keep failing before the run fails
+# seconds to open a connection: a non-routable address (a typo, a firewall dropping packets)
+# fails the start-up check within it, not after the request timeout
+DEFAULT_CONNECT_TIMEOUT = 10.0
 NEEDS_BASE_URLS = (
     "the openai engine needs base_urls: --base-url URL (repeatable), -O base_urls=[URL, ...], "
     "or synthesize.engine_options: {base_urls: [URL, ...]} in a run config"
@@ -72,6 +75,12 @@ class OpenAIOptions(EngineOptions):
         gt=0,
         description="Seconds one request may take before it is retried "
         "(raise it for slow or queueing servers).",
+    )
+    connect_timeout: float = Field(
+        DEFAULT_CONNECT_TIMEOUT,
+        gt=0,
+        description="Seconds to open a connection to a server (the start-up check and each request) "
+        "before it counts as unreachable.",
     )
     retry_budget: float = Field(
         DEFAULT_RETRY_BUDGET,
@@ -108,6 +117,7 @@ class OpenAIEngine(Engine):
         check_server: bool = True,
         retry_budget: float = DEFAULT_RETRY_BUDGET,
         backoff: float = 0.5,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
         super().__init__(tokenizer, max_model_len)
         if not base_urls:
@@ -118,10 +128,13 @@ class OpenAIEngine(Engine):
             raise UsageError(f"--request-timeout must be a positive number of seconds, got {timeout}")
         if not (retry_budget >= 0 and math.isfinite(retry_budget)):
             raise UsageError(f"--retry-budget must be zero or more seconds, got {retry_budget}")
+        if not (connect_timeout > 0 and math.isfinite(connect_timeout)):
+            raise UsageError(f"--connect-timeout must be a positive number of seconds, got {connect_timeout}")
         self.base_urls = [u.rstrip("/") for u in base_urls]
         self.model = model
         self.concurrency = concurrency
         self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
         self.retry_budget = float(retry_budget)
         self.max_retries = max_retries  # None: only the time budget limits retries
         self.backoff = backoff
@@ -152,6 +165,7 @@ class OpenAIEngine(Engine):
             concurrency=options.concurrency,
             timeout=options.request_timeout,
             retry_budget=options.retry_budget,
+            connect_timeout=options.connect_timeout,
             max_retries=options.max_retries,
             api_key=os.environ.get(options.api_key_env),
             prompt_format=options.prompt_format,
@@ -173,15 +187,22 @@ class OpenAIEngine(Engine):
     def check_servers(self) -> None:
         """Refuse to start if a server serves another model or a shorter context."""
         httpx = _httpx()
+        timeout = _timeout(min(30.0, self.timeout), self.connect_timeout)
         for url in self.base_urls:
             try:
-                response = httpx.get(f"{url}/models", headers=self._headers, timeout=min(30.0, self.timeout))
+                response = httpx.get(f"{url}/models", headers=self._headers, timeout=timeout)
                 response.raise_for_status()
                 served = response.json().get("data", [])
                 if not isinstance(served, list) or not all(isinstance(m, dict) for m in served):
                     raise ValueError("/models has no list of models under 'data'")
             except Exception as exc:  # noqa: BLE001 - reported as one line
                 detail = self._show(f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, httpx.ConnectTimeout):
+                    detail = (f"no connection within {timeout.connect:g}s ({type(exc).__name__}); check the "
+                              "URL and that the server is up, or raise --connect-timeout")  # fmt: skip
+                elif isinstance(exc, httpx.TimeoutException):
+                    detail = (f"no answer from {url}/models within {timeout.read:g}s ({type(exc).__name__}); "
+                              "raise --request-timeout for a slow server")  # fmt: skip
                 raise UsageError(f"cannot reach the server at {url}: {detail}") from None
             ids = [m.get("id") for m in served]
             match = next((m for m in served if m.get("id") == self.model), None)
@@ -208,7 +229,7 @@ class OpenAIEngine(Engine):
             httpx = _httpx()
             limits = httpx.Limits(max_connections=self.concurrency * len(self.base_urls))
             self._client = httpx.AsyncClient(
-                timeout=_timeout(self.timeout), limits=limits, headers=self._headers
+                timeout=_timeout(self.timeout, self.connect_timeout), limits=limits, headers=self._headers
             )
             self._gates = [asyncio.Semaphore(self.concurrency) for _ in self.base_urls]
             self._loop = loop
@@ -223,7 +244,7 @@ class OpenAIEngine(Engine):
         httpx = _httpx()
         limits = httpx.Limits(max_connections=self.concurrency * len(self.base_urls))
         gates = [asyncio.Semaphore(self.concurrency) for _ in self.base_urls]
-        async with httpx.AsyncClient(timeout=_timeout(self.timeout), limits=limits,
+        async with httpx.AsyncClient(timeout=_timeout(self.timeout, self.connect_timeout), limits=limits,
                                      headers=self._headers) as client:  # fmt: skip
             return list(await asyncio.gather(*(self._one(client, gates, r) for r in requests)))
 
@@ -276,7 +297,10 @@ class OpenAIEngine(Engine):
                 self.stats["requests"] += 1
                 try:
                     response = await asyncio.wait_for(
-                        client.post(url, json=payload, timeout=_timeout(attempt_timeout)), attempt_timeout
+                        client.post(
+                            url, json=payload, timeout=_timeout(attempt_timeout, self.connect_timeout)
+                        ),
+                        attempt_timeout,
                     )
                 except Exception as exc:  # noqa: BLE001 - timeouts and connection errors are retried
                     if isinstance(exc, asyncio.TimeoutError) or "Timeout" in type(exc).__name__:
@@ -323,9 +347,9 @@ class OpenAIEngine(Engine):
         self._rest_until[endpoint] = time.monotonic() + min(60.0, 2.0 * attempts)
 
 
-def _timeout(seconds: float) -> Any:
-    """One attempt's httpx timeout: at most 10 s to connect, `seconds` for everything."""
-    return _httpx().Timeout(seconds, connect=min(10.0, seconds))
+def _timeout(seconds: float, connect: float = DEFAULT_CONNECT_TIMEOUT) -> Any:
+    """One attempt's httpx timeout: at most `connect` s to connect, `seconds` for everything."""
+    return _httpx().Timeout(seconds, connect=min(connect, seconds))
 
 
 def _httpx() -> Any:

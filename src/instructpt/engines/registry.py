@@ -9,6 +9,11 @@ attribute of the engine class the factory belongs to); `-O key=value` and a run 
 allowed options. Third-party packages expose factories (or Engine classes) through the
 `instructpt.engines` entry-point group; the entry-point name is the engine name.
 
+A built-in engine (hf, vllm, llamacpp, openai, rules) is never shadowed by accident:
+`register_engine` with its name is a UsageError unless `replace=True` is passed, and an entry
+point with its name is ignored with a warning (`EngineNameTaken`, once per registry), the
+built-in kept: installing a package must not change which code `--engine hf` runs.
+
 Engines live in a `Registry`; the module-level functions use the default one, and
 `registry().isolated()` undoes the registrations made inside it (tests use it so that nothing
 leaks from one test into another).
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,11 +34,15 @@ from .base import Engine
 from .options import DEFAULT_MAX_MODEL_LEN, DEFAULT_MODEL, EngineOptions, build_options
 
 __all__ = [
-    "DEFAULT_MAX_MODEL_LEN", "DEFAULT_MODEL", "EngineOptions", "EngineSpec", "Registry", "create_engine",
-    "engine_specs", "register_engine", "registry", "resolve_engine_name",
+    "DEFAULT_MAX_MODEL_LEN", "DEFAULT_MODEL", "EngineNameTaken", "EngineOptions", "EngineSpec", "Registry",
+    "create_engine", "engine_specs", "register_engine", "registry", "resolve_engine_name",
 ]  # fmt: skip
 
 Factory = Callable[[Any], Engine]
+
+
+class EngineNameTaken(UserWarning):
+    """An `instructpt.engines` entry point named like a built-in engine: ignored, the built-in kept."""
 
 
 def _load(target: str) -> Any:
@@ -52,6 +62,7 @@ class EngineSpec:
     extra: str = ""  # the pip extra that installs them
     auto_priority: int | None = None  # higher wins for --engine auto; None: never auto
     options: type[EngineOptions] | str | None = None  # None: the factory's engine class's `Options`
+    builtin: bool = False  # instructpt's own: replaced only by an explicit `replace=True`
 
     def missing(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -116,14 +127,22 @@ class Registry:
         extra: str = "",
         auto_priority: int | None = None,
         options: type[EngineOptions] | str | None = None,
+        replace: bool = False,
+        builtin: bool = False,
     ) -> None:
-        """Make `name` available to `--engine` and `create`."""
+        """Make `name` available to `--engine` and `create`. A built-in engine's name is refused
+        unless `replace` (re-registering one's own engine is not); `builtin` marks instructpt's own."""
         if not isinstance(name, str) or not name or name == "auto":
             raise UsageError(f"an engine name is a non-empty string other than 'auto', got {name!r}")
         if not (callable(factory) or isinstance(factory, str) and ":" in factory):
             raise UsageError(f"engine {name!r}: the factory must be a callable, an Engine class or a "
                              f"'module:attribute' string, got {factory!r}")  # fmt: skip
-        self._specs[name] = EngineSpec(name, factory, description, requires, extra, auto_priority, options)
+        taken = self._specs.get(name)
+        if taken is not None and taken.builtin and not replace:
+            raise UsageError(f"{name!r} is a built-in engine: register yours under another name, or pass "
+                             f"replace=True to replace the built-in {name} engine")  # fmt: skip
+        self._specs[name] = EngineSpec(name, factory, description, requires, extra, auto_priority, options,
+                                       builtin)  # fmt: skip
 
     def unregister(self, name: str) -> None:
         self._specs.pop(name, None)
@@ -135,7 +154,12 @@ class Registry:
         from importlib.metadata import entry_points
 
         for ep in entry_points(group="instructpt.engines"):
-            if ep.name not in self._specs:
+            taken = self._specs.get(ep.name)
+            if taken is not None and taken.builtin:
+                warnings.warn(f"the instructpt.engines entry point {ep.name!r} ({ep.value}) is ignored: "
+                              f"{ep.name} is a built-in engine, kept; the plug-in needs another name",
+                              EngineNameTaken, stacklevel=3)  # fmt: skip
+            elif taken is None:  # one registered in Python wins over an installed entry point
                 self.register(ep.name, ep.value, description=f"plug-in from {ep.value}")
 
     def specs(self) -> dict[str, EngineSpec]:
@@ -193,9 +217,11 @@ def registry() -> Registry:
     return _default
 
 
-def register_engine(name: str, factory: Factory | str | type[Engine], **kwargs: Any) -> None:
-    """Make `name` available to `--engine` and `create_engine` (see Registry.register)."""
-    _default.register(name, factory, **kwargs)
+def register_engine(name: str, factory: Factory | str | type[Engine], *, replace: bool = False,
+                    **kwargs: Any) -> None:  # fmt: skip
+    """Make `name` available to `--engine` and `create_engine` (see Registry.register); the name
+    of a built-in engine (hf, vllm, llamacpp, openai, rules) is refused unless `replace=True`."""
+    _default.register(name, factory, replace=replace, **kwargs)
 
 
 def engine_specs() -> dict[str, EngineSpec]:
@@ -214,38 +240,43 @@ def create_engine(
     return _default.create(name, options, **specific)
 
 
-register_engine(
+_default.register(
     "hf",
     "instructpt.engines.hf:HFEngine.from_options",
     description="transformers, batched greedy generation (CPU or GPU)",
     requires=("torch", "transformers"),
     extra="hf",
     auto_priority=10,
+    builtin=True,
 )
-register_engine(
+_default.register(
     "vllm",
     "instructpt.engines.vllm:VLLMEngine.from_options",
     description="vLLM in process: continuous batching, prefix caching, token-id prompts",
     requires=("vllm",),
     extra="vllm",
     auto_priority=20,
+    builtin=True,
 )
-register_engine(
+_default.register(
     "llamacpp",
     "instructpt.engines.llamacpp:LlamaCppEngine.from_options",
     description="llama.cpp (llama-cpp-python): GGUF models on CPU, GPU offload where built",
     requires=("llama_cpp",),
     extra="gguf",
+    builtin=True,
 )
-register_engine(
+_default.register(
     "openai",
     "instructpt.engines.openai:OpenAIEngine.from_options",
     description="OpenAI-compatible servers (vLLM, SGLang, TGI, ...), one or many base_urls",
     requires=("httpx",),
     extra="openai",
+    builtin=True,
 )
-register_engine(
+_default.register(
     "rules",
     "instructpt.engines.rules:RulesEngine.from_options",
     description="no model: reading-comprehension tasks mined from the text (a weak baseline)",
+    builtin=True,
 )

@@ -160,6 +160,7 @@ def execute(stage: Stage, num_workers: int = 1, worker_index: int = 0, progress:
                 write_progress_manifest(stage, flush=True)
             if prepared:
                 stage.close()
+        stop = run_end(stage, seen[0] if stop is None else stop, stop)
         record_shard_count(stage, seen[0] if stop is None else stop)
         if stop is not None:
             log(f"{stage.out.root}: stopped before shard {stop} ({stop_reason(stage, stop)}); "
@@ -169,9 +170,21 @@ def execute(stage: Stage, num_workers: int = 1, worker_index: int = 0, progress:
 
 def stop_reason(stage: Stage, next_index: int) -> str | None:
     """A stage's reason to stop cleanly before shard `next_index` (synthesize: --target-tokens);
-    the shards before it then make a complete run."""
+    the shards before it then make a complete run. Once true for some index, it is for every
+    later one; the first such index depends only on the shards before it, not on timing."""
     check = getattr(stage, "stop_reason", None)
     return check(next_index) if check is not None else None
+
+
+def run_end(stage: Stage, listed: int, stop: int | None) -> int | None:
+    """Once every shard dispatched is done: the first of the `listed` shards a clean stop comes
+    before (the finished run is the shards before it), or None (every listed shard). Shards were
+    dispatched ahead while it was not known yet (async, Ray): the stop found before dispatching
+    `stop` may come later than the run's end, and those past it stay on disk, done, outside the
+    run (a rerun with a larger target, or none, uses them)."""
+    if getattr(stage, "stop_reason", None) is None:
+        return stop
+    return next((i for i in range(listed) if stop_reason(stage, i) is not None), stop)
 
 
 def write_progress_manifest(stage: Stage, flush: bool = False) -> None:
@@ -265,7 +278,8 @@ def finish(stage: Stage, bar: Progress | None, log: Log) -> dict[str, Any]:
     """Finalize `stage`'s folder: when every shard is done, the stage's final files and the
     complete manifest; in any case what the stage returns (its summary)."""
     out, manifest = stage.out, stage.manifest
-    good = check_run(out.root).good
+    check = check_run(out.root)
+    good = {**check.good, **check.beyond}  # a run continued past its last stop: its manifest is the old one
     n = shard_count(out.root)
     complete = n is not None and all(i in good for i in range(n))
     markers = {i: good[i] for i in sorted(good) if n is None or i < n}

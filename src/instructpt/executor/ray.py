@@ -12,9 +12,10 @@ every node.
 
 A stage's optional hooks run as on the local executor: `stop_reason(i)` on the driver before
 shard i is submitted (synthesize --target-tokens: a clean stop once the shards in flight are
-done, so up to two shards per actor past the target), and `shard_finished(i, marker)` on the
-driver as each shard comes back (the collapse guard), after `absorb_report` of what the actor's
-`shard_report` returned with it.
+done; the run is the shards before the first index it stops at, `local.run_end`, whichever
+order they finished in, and up to two shards per actor computed past it stay on disk), and
+`shard_finished(i, marker)` on the driver as each shard comes back (the collapse guard), after
+`absorb_report` of what the actor's `shard_report` returned with it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .local import (
     is_done,
     record_failure,
     record_shard_count,
+    run_end,
     run_shard,
     shard_done,
     stderr_log,
@@ -149,6 +151,7 @@ def execute_ray(stage: Stage, num_workers: int | None = None, gpus_per_worker: f
                 if on_shard_done is not None:
                     on_shard_done(index, actors)
             bar.close()
+            stop = run_end(stage, n_shards if stop is None else stop, stop)
             record_shard_count(stage, n_shards if stop is None else stop)
             if stop is not None:
                 log(f"{stage.out.root}: stopped before shard {stop} ({stop_reason(stage, stop)}); "

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..io.files import read_json_or_none
-from ..io.integrity import check_run
+from ..io.integrity import OUTPUT_FILES, RunCheck, check_run
 from ..io.output import MANIFEST, SHARDS_DIR, OutputDir, stage_of
 from ..records import Counts
 from .local import Log, finish, shard_count
@@ -56,8 +56,10 @@ def run_status(folder: str | Path, verify: bool = False, now: float | None = Non
     `eta_seconds` is None when there is no honest estimate; `eta_note` then says why."""
     out, manifest, stage = open_folder(folder)
     check = check_run(out.root, verify)
-    markers = check.good
+    markers = check.good  # a finished run's own: shards computed past its --target-tokens stop are `beyond`
     n = shard_count(out.root) or check.shard_count
+    if not manifest.get("complete") and n is not None and markers and max(markers) >= n:
+        n = None  # the count of a run stopped at --target-tokens, now continued past it
     failures = []
     if (out.root / SHARDS_DIR).is_dir():
         for path in sorted((out.root / SHARDS_DIR).glob("part-*.failed.json")):
@@ -96,6 +98,7 @@ def run_status(folder: str | Path, verify: bool = False, now: float | None = Non
         "finished": bool(manifest.get("complete")),  # complete once, perhaps damaged since
         "shards_done": done,
         "shards_total": n,
+        "shards_beyond": len(check.beyond),  # kept for a larger --target-tokens, not in the counts here
         "documents_done": documents,
         "pairs": total["pairs"],
         "shards_per_hour": round(rate * 3600, 2),
@@ -104,8 +107,19 @@ def run_status(folder: str | Path, verify: bool = False, now: float | None = Non
         "eta_seconds": eta,
         "eta_note": eta_note,
         "failures": failures,
-        "damaged": [{"shard": i, "problem": p} for i, p in sorted(check.damaged.items())],
+        "damaged": damaged_entries(check),
     }
+
+
+def damaged_entries(check: RunCheck) -> list[dict[str, Any]]:
+    """`status`'s "damaged" list: each damaged shard ({shard, problem: "<file>: <problem>", final:
+    false}), then each damaged final file of a finished stage (rejects.jsonl, contamination.jsonl,
+    mix's training files: {file, problem, final: true, shard: the shard it is recorded under})."""
+    recorded = (check.manifest or {}).get(OUTPUT_FILES) or {}
+    shards = [{"shard": i, "problem": p, "final": False} for i, p in sorted(check.damaged_shards.items())]
+    finals = [{"shard": int(recorded.get(rel, {}).get("shard", 0)), "file": rel, "problem": f"{rel}: {p}",
+               "final": True} for rel, p in sorted(check.final.items())]  # fmt: skip
+    return shards + finals
 
 
 def estimate_eta(complete: bool, remaining: int | None, rate: float, idle: float | None,

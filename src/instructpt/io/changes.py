@@ -28,14 +28,29 @@ def listed(items: Sequence[str], limit: int = SHOWN_CHANGES) -> str:
     return "; ".join(items[:limit]) + more
 
 
-def settings_changed(root: str | Path, stage: str | None, old: Mapping[str, Any], new: Mapping[str, Any]
-                     ) -> SettingsChanged:  # fmt: skip
+def settings_changed(root: str | Path, stage: str | None, old: Mapping[str, Any], new: Mapping[str, Any],
+                     sources: Mapping[str, str] | None = None) -> SettingsChanged:  # fmt: skip
     """The refusal of a folder written with the settings `old` by a run with `new`: one line
     naming what changed (input files added, removed or resized, with their sizes; settings as
-    `key: old -> new`) and the flag that starts it over."""
+    `key: old -> new`) and the flag that starts it over. `sources` ({settings key: the file it
+    was read from}, not part of the settings: decontaminate's eval sets) names that file after
+    the key of a change under it, listed first: `index.benchmarks.q.texts (from q.jsonl): 1 -> 2`."""
     changes = _changed(old, new)
     what = "inputs" if all(inputs for inputs, _ in changes) and changes else "settings"
-    return refusal(root, stage, [line for _, line in changes] or ["format version"], what)
+    lines = [(_with_source(line, sources or {}), line) for _, line in changes]
+    # the changes of a named file first: the cause (an index's digest and sizes follow from it)
+    shown = [named for named, line in sorted(lines, key=lambda pair: pair[0] == pair[1])]
+    return refusal(root, stage, shown or ["format version"], what)
+
+
+def _with_source(line: str, sources: Mapping[str, str]) -> str:
+    """`line` ('key: old -> new') with, after its key, the source of the longest key of
+    `sources` that is that key or a parent of it; `line` itself when none is."""
+    key, sep, rest = line.partition(": ")
+    found = [k for k in sources if key == k or key.startswith(f"{k}.") or key.startswith(f"{k}[")]
+    if not sep or not found:
+        return line
+    return f"{key} (from {sources[max(found, key=len)]}){sep}{rest}"
 
 
 def refusal(

@@ -139,6 +139,18 @@ class RunCheck:
     shard_count: int | None
     good: dict[int, dict[str, Any]] = field(default_factory=dict)
     damaged: dict[int, str] = field(default_factory=dict)  # index -> "<file>: <problem>"
+    # a finished stage's final files (OUTPUT_FILES) that are damaged: file -> problem; each is in
+    # `damaged` too (under its recorded shard, unless that shard's own files are damaged)
+    final: dict[str, str] = field(default_factory=dict)
+    # intact shards past a finished run's last one (synthesize --target-tokens computed them ahead,
+    # kept for a larger target): not part of the run, so in neither `good` nor `damaged`
+    beyond: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def damaged_shards(self) -> dict[int, str]:
+        """`damaged` less the final files' entries: the shards whose own marker or files are damaged."""
+        finals = {f"{rel}: {problem}" for rel, problem in self.final.items()}
+        return {i: p for i, p in self.damaged.items() if p not in finals}
 
     @property
     def complete(self) -> bool:
@@ -177,18 +189,21 @@ def check_run(root: str | Path, full: bool = False) -> RunCheck:
         count = read_json_or_none(out.root / SHARDS_DIR / "count.json")
         n = count.get("shards") if isinstance(count, dict) else None
     check = RunCheck(out.root, manifest, n)
+    end = n if n is not None and manifest is not None and manifest.get("complete") else None
     for index in unreadable:
-        check.damaged[index] = f"{SHARDS_DIR}/part-{index:05d}.json: unreadable marker"
+        if end is None or index < end:
+            check.damaged[index] = f"{SHARDS_DIR}/part-{index:05d}.json: unreadable marker"
     for index, marker in sorted(markers.items()):
         if fingerprint is not None and marker.get("fingerprint", fingerprint) != fingerprint:
             continue  # written under other settings: not ours to count
         problem = marker_problem(out.root, marker, full, index)
         if problem is None:
-            check.good[index] = marker
-        else:
+            (check.good if end is None or index < end else check.beyond)[index] = marker
+        elif end is None or index < end:
             check.damaged[index] = problem
     if manifest is not None and manifest.get("complete"):
-        for index, problem in output_problems(out.root, manifest, full).items():
+        check.final = final_file_problems(out.root, manifest, full)
+        for index, problem in _by_shard(manifest, check.final).items():
             check.damaged.setdefault(index, problem)
     return check
 
@@ -222,6 +237,16 @@ def record_output_files(root: Path, shards: Sequence[Mapping[str, Any]], folders
     return files
 
 
+def write_output_file(root: Path, manifest: dict[str, Any], name: str, data: bytes, rows: int | None = None
+                      ) -> None:  # fmt: skip
+    """Write a final file that no shard marker records (synthesize's and mix's rejects.jsonl,
+    decontaminate's contamination.jsonl) atomically to root/name, and record it in the
+    manifest's OUTPUT_FILES, where `check_run` (status, merge, reruns) checks it as it checks
+    mix's training files."""
+    rel, record = write_recorded(root, root / name, data, rows)
+    manifest.setdefault(OUTPUT_FILES, {})[rel] = {**record, "shard": 0}
+
+
 def _output_record(path: Path, written: Mapping[str, Any]) -> dict[str, Any]:
     """{bytes, sha256, mtime_ns} of `path`: the writer's sha256 (`written`) while the file is as it
     was written, else the file's own."""
@@ -236,12 +261,26 @@ def output_problems(root: Path, manifest: Mapping[str, Any], full: bool = False)
     """{shard: "<file>: <problem>"} of a finished stage's final files (OUTPUT_FILES) that are
     missing or differ from their record (`file_problem`: size, then the sha256 when the mtime
     moved, or always with `full`); a manifest without the key has none."""
-    problems: dict[int, str] = {}
+    return _by_shard(manifest, final_file_problems(root, manifest, full))
+
+
+def final_file_problems(root: Path, manifest: Mapping[str, Any], full: bool = False) -> dict[str, str]:
+    """{file: problem} of a finished stage's final files (OUTPUT_FILES) that are missing or differ
+    from their record, each of them (`output_problems` keeps the first of each shard)."""
     recorded = manifest.get(OUTPUT_FILES)
+    problems: dict[str, str] = {}
     for rel, record in (recorded if isinstance(recorded, dict) else {}).items():
         if isinstance(record, dict) and (problem := file_problem(root / rel, record, full)) is not None:
-            problems.setdefault(int(record.get("shard", 0)), f"{rel}: {problem}")
+            problems[rel] = problem
     return problems
+
+
+def _by_shard(manifest: Mapping[str, Any], problems: Mapping[str, str]) -> dict[int, str]:
+    """{recorded shard: "<file>: <problem>"} of final files' `problems`, the first of each shard."""
+    by_shard: dict[int, str] = {}
+    for rel, problem in problems.items():
+        by_shard.setdefault(int(manifest[OUTPUT_FILES][rel].get("shard", 0)), f"{rel}: {problem}")
+    return by_shard
 
 
 def sample_sha256(path: Path, size: int) -> str:

@@ -16,9 +16,8 @@ import numpy as np
 from ..errors import UsageError
 from ..executor import BaseStage, ShardResult
 from ..executor.local import stderr_log
-from ..io.files import write_atomic
-from ..io.integrity import OUTPUT_FILES, check_run, marker_files, record_output_files
-from ..io.output import DATA_DIR, MANIFEST, SCRATCH_DIR, SHARDS_DIR, OutputDir
+from ..io.integrity import OUTPUT_FILES, check_run, marker_files, record_output_files, write_output_file
+from ..io.output import DATA_DIR, MANIFEST, REJECTS, SCRATCH_DIR, SHARDS_DIR, OutputDir
 from .formats import WRITTEN
 from .ftdata import render_ft_file
 from .mix import _plan_and_write, input_files
@@ -120,13 +119,14 @@ class MixStage(BaseStage):
             (out.root / TOKENS / f"part-{i:05d}.rejects.jsonl").read_bytes() for i in sorted(markers)
         )
         result = _plan_and_write(self.config, self.tokenizer, out, data, self.log, excluded)
-        if rejects:
-            write_atomic(out.root / "rejects.jsonl", rejects)
         written = {rel: rec for shard in result["shards"] for rel, rec in shard.pop(WRITTEN, {}).items()}
         self.manifest.update(result)
         self.manifest[OUTPUT_FILES] = record_output_files(
             out.root, result["shards"], (DATA_DIR, "hf", PROVENANCE_DIR), written
         )
+        (out.root / REJECTS).unlink(missing_ok=True)  # an earlier run's, if this one has none
+        if rejects:
+            write_output_file(out.root, self.manifest, REJECTS, rejects, rejects.count(b"\n"))
         self.manifest.pop("shard_count", None)  # the tokenized shards go once the mix is written
         self.manifest["tokenize_shards"] = len(markers)
         return self.manifest

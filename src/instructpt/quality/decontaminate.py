@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import SettingsChanged, UsageError
 from ..executor import BaseStage, ShardResult, check_worker, launch, open_output
-from ..io.files import write_atomic, write_json
-from ..io.integrity import read_verified, write_recorded
+from ..io.changes import settings_changed
+from ..io.files import write_json
+from ..io.integrity import read_verified, write_output_file, write_recorded
 from ..io.output import SUMMARY, OutputDir, arrow_schema
 from ..io.shards import encode_jsonl, encode_rows, read_rows
 from ..io.synthesized import SynthesizedShards, source_record
@@ -113,7 +114,12 @@ def run_decontaminate(
         "options": _options_json(options),
     }
     out = OutputDir(output, fmt)
-    manifest = open_output(out, settings, STAGE, overwrite, num_workers, worker_index)
+    try:
+        manifest = open_output(out, settings, STAGE, overwrite, num_workers, worker_index)
+    except SettingsChanged:  # again, naming the file each changed eval set was read from
+        sources = {f"index.benchmarks.{s.name}": s.path for s in map(parse_eval_set, eval_sets)}
+        old = (out.read_manifest() or {}).get("settings", {})
+        raise settings_changed(out.root, STAGE, old, settings, sources) from None
     stage = DecontaminateStage(source, synth, out, manifest, index, options, verify)
     return launch(stage, executor, num_workers, worker_index, ray_workers, progress, log=log)
 
@@ -199,7 +205,8 @@ class DecontaminateStage(SynthesizedShards, BaseStage):
                 (self.out.root / CONTAMINATION_DIR / f"part-{i:05d}.jsonl").read_bytes()
                 for i in sorted(markers)
             ]
-            write_atomic(self.out.root / CONTAMINATION, b"".join(parts))
+            hits = b"".join(parts)
+            write_output_file(self.out.root, self.manifest, CONTAMINATION, hits, hits.count(b"\n"))
             write_json(self.out.root / SUMMARY, summary)
         return summary
 

@@ -9,8 +9,11 @@ likely causes and showing one raw generation. It is checked after a shard's mark
 so every finished shard stays valid. Shards finished by earlier runs are not judged: resuming
 after a fix starts a fresh window.
 
-`--target-tokens N` stops the run cleanly before the next shard once the finished shards'
-augmented corpus would reach N training tokens (`planning.training_tokens`).
+`--target-tokens N` makes the run shards 0..k-1, k the smallest index whose shards before it hold
+>= N estimated training tokens (`planning.marker_training_tokens` of each marker): decided by the
+markers alone, so the same whatever order shards finish in (async engines, Ray), however many
+workers, and across resumes. Shards computed past k while k was not known yet stay on disk as
+done shards, outside the finished run, for a rerun with a larger target (or none).
 """
 
 from __future__ import annotations
@@ -127,9 +130,11 @@ class CollapseGuard:
 class RunWatch:
     """The collapse guard and the token target of one synthesize run: `add` each shard's entries
     as it is written, `shard_finished` once its marker is (raises on a collapse), `stop_reason(i)`
-    before computing shard i (a clean stop: shards 0..i-1 are done and make a complete run,
-    recorded as `stopped: target_tokens` in the summary). On Ray the actors `add` and the driver
-    calls the rest, after `absorb`ing what each actor's `take` returned with its shard."""
+    before computing shard i: a clean stop when i >= k (see the module docstring; shards 0..k-1
+    are done and make the complete run, recorded as `stopped: target_tokens` in the summary).
+    Its answer for i depends only on the markers of shards < i, so it never changes once they
+    are all done. On Ray the actors `add` and the driver calls the rest, after `absorb`ing what
+    each actor's `take` returned with its shard."""
 
     def __init__(self, root: Path, min_parse_rate: float, target_tokens: int | None) -> None:
         if target_tokens is not None and target_tokens < 1:
@@ -139,6 +144,7 @@ class RunWatch:
         self.stopped: str | None = None
         self.last: Observed | None = None  # the last shard `add` saw (see `take`)
         self._tokens: dict[int, int] | None = None  # shard index -> estimated training tokens
+        self._scan = (0, 0)  # (shards 0..i-1 all done, their tokens): the walk towards k so far
 
     def rounds(self, settings: RoundSettings) -> RoundSettings:
         """The settings to synthesize with: generations kept in memory for the guard's message
@@ -166,15 +172,27 @@ class RunWatch:
         if self.guard.enabled:
             self.guard.check(str(self.root), lambda: len(check_run(self.root).good))
 
-    def stop_reason(self, next_index: int) -> str | None:
+    def end(self) -> int | None:
+        """k: the smallest index whose shards before it (all done) hold >= the target's tokens;
+        None while unknown (a shard on the way is not done yet) or without a target."""
         if self.target is None:
             return None
-        if self._tokens is None:  # shards finished before this run count too
-            good = check_run(self.root).good
-            self._tokens = {i: marker_training_tokens(m.get("counts", {})) for i, m in good.items()}
-        if sum(n for i, n in self._tokens.items() if i < next_index) >= self.target:
+        if self._tokens is None:  # shards done before this run count too, kept ones past a stop included
+            check = check_run(self.root)
+            done = {**check.good, **check.beyond}
+            self._tokens = {i: marker_training_tokens(m.get("counts", {})) for i, m in done.items()}
+        index, total = self._scan
+        while total < self.target and index in self._tokens:
+            index, total = index + 1, total + self._tokens[index]
+        self._scan = (index, total)
+        return index if total >= self.target else None
+
+    def stop_reason(self, next_index: int) -> str | None:
+        k = self.end()
+        if k is not None and next_index >= k:
             self.stopped = "target_tokens"
-        return self.stopped
+            return self.stopped
+        return None
 
     def summarize(self, summary: dict[str, Any], markers: Mapping[int, Mapping[str, Any]]) -> None:
         """Record a stop in the summary (a complete run of the shards before it)."""

@@ -24,7 +24,15 @@ from ..executor import BaseStage, Progress, ShardResult, check_worker, launch, l
 from ..executor.local import stderr_log
 from ..io.corpus import CorpusReader, estimate_records, expand_inputs, file_size
 from ..io.files import read_json_or_none, write_json
-from ..io.integrity import check_inputs, check_run, file_problem, marker_files, read_verified, write_recorded
+from ..io.integrity import (
+    check_inputs,
+    check_run,
+    file_problem,
+    marker_files,
+    read_verified,
+    write_output_file,
+    write_recorded,
+)
 from ..io.output import FORMATS, REJECTS, SUMMARY, OutputDir, encode_entries, encode_rejects
 from ..records import Document, Entry, Reject, content_id
 from ..split import check_fraction, select
@@ -291,7 +299,7 @@ class SynthesizeStage(BaseStage):
         out, manifest = self.out, self.manifest
         if not manifest.get("complete") or not check_run(out.root, self.verify).complete:
             return None
-        record = manifest.get("files", {}).get(REJECTS, {})
+        record = manifest.get("files", {}).get(REJECTS, {})  # older manifests; now in OUTPUT_FILES
         if file_problem(out.root / REJECTS, record, self.verify) is not None:
             return None
         summary = read_json_or_none(out.root / SUMMARY)
@@ -310,8 +318,8 @@ class SynthesizeStage(BaseStage):
                       for i in sorted(markers) for name, record in marker_files(markers[i]).items()
                       if name == markers[i].get("rejects_file")]  # fmt: skip
             data = b"".join(chunks)
-            name, record = write_recorded(out.root, out.root / REJECTS, data, data.count(b"\n"))
-            manifest.setdefault("files", {})[name] = record
+            write_output_file(out.root, manifest, REJECTS, data, data.count(b"\n"))
+            manifest.pop("files", None)  # where older manifests recorded it (`finished` reads it)
         summary = run_summary(markers, complete, progress)
         summary["skipped_files"] = list(manifest.get("skipped_files", []))  # inputs of unsupported type
         if self.watch:
